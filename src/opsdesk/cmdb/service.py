@@ -1,0 +1,290 @@
+"""Services, configuration items and the relationships between them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from opsdesk.audit import service as audit
+from opsdesk.cmdb.models import ConfigItem, Relationship, RelationType, Service
+from opsdesk.cmdb.schemas import CIIn, CIUpdate, NodeKind, RelationshipIn, ServiceIn, ServiceUpdate
+from opsdesk.core.actor import Actor
+from opsdesk.core.errors import OpsdeskError, conflict, invalid, not_found
+
+SERVICE_FIELDS = ["name", "description", "owner_team_id", "attributes"]
+CI_FIELDS = ["name", "ci_class", "description", "owner_team_id", "attributes"]
+# Edges whose target the source needs: the target cannot be deleted while they exist.
+DEPENDENCY_TYPES = (RelationType.depends_on.value, RelationType.runs_on.value)
+
+
+def _check_team(s: Session, team_id: int | None) -> None:
+    if team_id is None:
+        return
+    from opsdesk.auth import service as auth
+
+    try:
+        auth.get_team(s, team_id)
+    except OpsdeskError:
+        raise invalid("owner_team_id", f"no team with id {team_id}") from None
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+def get_service(s: Session, service_id: int) -> Service:
+    svc = s.get(Service, service_id)
+    if svc is None:
+        raise not_found("service", service_id)
+    return svc
+
+
+def get_service_by_name(s: Session, name: str) -> Service | None:
+    return s.scalar(select(Service).where(Service.name == name))
+
+
+def service_ids_by_name(s: Session, names: set[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    return {n: i for n, i in s.execute(select(Service.name, Service.id).where(Service.name.in_(names)))}
+
+
+def list_services(s: Session, *, after_id: int = 0, limit: int = 100, q: str | None = None) -> list[Service]:
+    query = select(Service).where(Service.id > after_id).order_by(Service.id).limit(limit)
+    if q:
+        query = query.where(Service.name.ilike(f"%{q}%"))
+    return list(s.scalars(query))
+
+
+def create_service(s: Session, data: ServiceIn, *, actor: Actor, now: datetime) -> Service:
+    if get_service_by_name(s, data.name) is not None:
+        raise conflict(f"a service named {data.name!r} already exists")
+    _check_team(s, data.owner_team_id)
+    svc = Service(**data.model_dump(), created_at=now, updated_at=now)
+    s.add(svc)
+    s.flush()
+    audit.record(s, actor=actor, action="create", entity_type="service", entity_id=svc.id,
+                 before=None, after=audit.snapshot(svc, SERVICE_FIELDS), at=now)
+    return svc
+
+
+def update_service(s: Session, service_id: int, data: ServiceUpdate, *, actor: Actor, now: datetime) -> Service:
+    svc = get_service(s, service_id)
+    before = audit.snapshot(svc, SERVICE_FIELDS)
+    changes = data.model_dump(exclude_unset=True)
+    if "name" in changes and changes["name"] is None:
+        raise invalid("name", "must not be null")
+    if changes.get("name") and changes["name"] != svc.name and get_service_by_name(s, changes["name"]):
+        raise conflict(f"a service named {changes['name']!r} already exists")
+    if "owner_team_id" in changes:
+        _check_team(s, changes["owner_team_id"])
+    for k, v in changes.items():
+        setattr(svc, k, v if v is not None or k == "owner_team_id" else getattr(svc, k))
+    svc.updated_at = now
+    audit.record(s, actor=actor, action="update", entity_type="service", entity_id=svc.id,
+                 before=before, after=audit.snapshot(svc, SERVICE_FIELDS), at=now)
+    return svc
+
+
+def delete_service(s: Session, service_id: int, *, actor: Actor, now: datetime) -> None:
+    svc = get_service(s, service_id)
+    _refuse_if_needed(s, "service", svc.id, svc.name)
+    audit.record(s, actor=actor, action="delete", entity_type="service", entity_id=svc.id,
+                 before=audit.snapshot(svc, SERVICE_FIELDS), after=None, at=now)
+    s.delete(svc)
+
+
+# --- configuration items -----------------------------------------------------------------------
+
+
+def get_ci(s: Session, ci_id: int) -> ConfigItem:
+    ci = s.get(ConfigItem, ci_id)
+    if ci is None:
+        raise not_found("CI", ci_id)
+    return ci
+
+
+def get_ci_by_name(s: Session, name: str) -> ConfigItem | None:
+    return s.scalar(select(ConfigItem).where(ConfigItem.name == name))
+
+
+def list_cis(
+    s: Session, *, after_id: int = 0, limit: int = 100, ci_class: str | None = None, q: str | None = None
+) -> list[ConfigItem]:
+    query = select(ConfigItem).where(ConfigItem.id > after_id).order_by(ConfigItem.id).limit(limit)
+    if ci_class:
+        query = query.where(ConfigItem.ci_class == ci_class)
+    if q:
+        query = query.where(ConfigItem.name.ilike(f"%{q}%"))
+    return list(s.scalars(query))
+
+
+def create_ci(s: Session, data: CIIn, *, actor: Actor, now: datetime) -> ConfigItem:
+    if get_ci_by_name(s, data.name) is not None:
+        raise conflict(f"a CI named {data.name!r} already exists")
+    _check_team(s, data.owner_team_id)
+    values = data.model_dump()
+    values["ci_class"] = data.ci_class.value
+    ci = ConfigItem(**values, created_at=now, updated_at=now)
+    s.add(ci)
+    s.flush()
+    audit.record(s, actor=actor, action="create", entity_type="ci", entity_id=ci.id,
+                 before=None, after=audit.snapshot(ci, CI_FIELDS), at=now)
+    return ci
+
+
+def update_ci(s: Session, ci_id: int, data: CIUpdate, *, actor: Actor, now: datetime) -> ConfigItem:
+    ci = get_ci(s, ci_id)
+    before = audit.snapshot(ci, CI_FIELDS)
+    changes: dict[str, Any] = data.model_dump(exclude_unset=True)
+    for required in ("name", "ci_class"):
+        if required in changes and changes[required] is None:
+            raise invalid("class" if required == "ci_class" else required, "must not be null")
+    if changes.get("name") and changes["name"] != ci.name and get_ci_by_name(s, changes["name"]):
+        raise conflict(f"a CI named {changes['name']!r} already exists")
+    if "owner_team_id" in changes:
+        _check_team(s, changes["owner_team_id"])
+    if "ci_class" in changes:
+        changes["ci_class"] = changes["ci_class"].value
+    for k, v in changes.items():
+        setattr(ci, k, v)
+    ci.updated_at = now
+    audit.record(s, actor=actor, action="update", entity_type="ci", entity_id=ci.id,
+                 before=before, after=audit.snapshot(ci, CI_FIELDS), at=now)
+    return ci
+
+
+def delete_ci(s: Session, ci_id: int, *, actor: Actor, now: datetime) -> None:
+    ci = get_ci(s, ci_id)
+    _refuse_if_needed(s, "ci", ci.id, ci.name)
+    audit.record(s, actor=actor, action="delete", entity_type="ci", entity_id=ci.id,
+                 before=audit.snapshot(ci, CI_FIELDS), after=None, at=now)
+    s.delete(ci)
+
+
+# --- relationships -----------------------------------------------------------------------------
+
+
+def _node(s: Session, kind: NodeKind, node_id: int, field: str) -> Service | ConfigItem:
+    obj = s.get(Service if kind == "service" else ConfigItem, node_id)
+    if obj is None:
+        raise invalid(field, f"no {kind} with id {node_id}")
+    return obj
+
+
+def _cols(kind: NodeKind, end: str) -> Any:
+    return getattr(Relationship, f"{end}_{'service' if kind == 'service' else 'ci'}_id")
+
+
+def get_relationship(s: Session, rel_id: int) -> Relationship:
+    rel = s.get(Relationship, rel_id)
+    if rel is None:
+        raise not_found("relationship", rel_id)
+    return rel
+
+
+def list_relationships(
+    s: Session, *, node: tuple[NodeKind, int] | None = None, after_id: int = 0, limit: int = 500
+) -> list[Relationship]:
+    q = select(Relationship).where(Relationship.id > after_id).order_by(Relationship.id).limit(limit)
+    if node:
+        kind, nid = node
+        q = q.where(or_(_cols(kind, "source") == nid, _cols(kind, "target") == nid))
+    return list(s.scalars(q))
+
+
+def create_relationship(s: Session, data: RelationshipIn, *, actor: Actor, now: datetime) -> Relationship:
+    _node(s, data.source_type, data.source_id, "source_id")
+    _node(s, data.target_type, data.target_id, "target_id")
+    if (data.source_type, data.source_id) == (data.target_type, data.target_id):
+        raise invalid("target_id", "a relationship needs two different ends")
+    dup = s.scalar(
+        select(Relationship.id).where(
+            Relationship.type == data.type.value,
+            _cols(data.source_type, "source") == data.source_id,
+            _cols(data.target_type, "target") == data.target_id,
+        )
+    )
+    if dup:
+        raise conflict(f"this relationship already exists (id {dup})", existing_id=dup)
+    rel = Relationship(type=data.type.value, description=data.description, created_at=now)
+    setattr(rel, f"source_{data.source_type}_id", data.source_id)
+    setattr(rel, f"target_{data.target_type}_id", data.target_id)
+    s.add(rel)
+    s.flush()
+    audit.record(s, actor=actor, action="create", entity_type="relationship", entity_id=rel.id,
+                 before=None, after=relationship_dict(s, rel), at=now)
+    return rel
+
+
+def delete_relationship(s: Session, rel_id: int, *, actor: Actor, now: datetime) -> None:
+    rel = get_relationship(s, rel_id)
+    audit.record(s, actor=actor, action="delete", entity_type="relationship", entity_id=rel.id,
+                 before=relationship_dict(s, rel), after=None, at=now)
+    s.delete(rel)
+
+
+def relationship_ends(rel: Relationship) -> tuple[tuple[NodeKind, int], tuple[NodeKind, int]]:
+    src: tuple[NodeKind, int] = (
+        ("service", rel.source_service_id) if rel.source_service_id is not None else ("ci", rel.source_ci_id or 0)
+    )
+    tgt: tuple[NodeKind, int] = (
+        ("service", rel.target_service_id) if rel.target_service_id is not None else ("ci", rel.target_ci_id or 0)
+    )
+    return src, tgt
+
+
+def node_name(s: Session, kind: NodeKind, node_id: int) -> str:
+    obj = s.get(Service if kind == "service" else ConfigItem, node_id)
+    return obj.name if obj is not None else f"{kind}#{node_id}"
+
+
+def relationship_dict(s: Session, rel: Relationship) -> dict[str, Any]:
+    (sk, sid), (tk, tid) = relationship_ends(rel)
+    return {
+        "id": rel.id,
+        "type": rel.type,
+        "source_type": sk,
+        "source_id": sid,
+        "source_name": node_name(s, sk, sid),
+        "target_type": tk,
+        "target_id": tid,
+        "target_name": node_name(s, tk, tid),
+        "description": rel.description,
+        "created_at": rel.created_at,
+    }
+
+
+def dependents(s: Session, kind: NodeKind, node_id: int) -> list[str]:
+    """Names of what depends on or runs on this node."""
+    rels = s.scalars(
+        select(Relationship).where(
+            _cols(kind, "target") == node_id, Relationship.type.in_(DEPENDENCY_TYPES)
+        )
+    )
+    out = []
+    for rel in rels:
+        (sk, sid), _ = relationship_ends(rel)
+        out.append(f"{sk} {node_name(s, sk, sid)} ({rel.type})")
+    return out
+
+
+def _refuse_if_needed(s: Session, kind: NodeKind, node_id: int, name: str) -> None:
+    from opsdesk.monitoring import service as monitoring
+
+    needed_by = dependents(s, kind, node_id)
+    needed_by += [f"monitor {m}" for m in monitoring.monitors_referencing(s, kind, node_id)]
+    if needed_by:
+        raise conflict(
+            f"{kind} {name!r} cannot be deleted: {len(needed_by)} other item(s) depend on it: "
+            + ", ".join(needed_by[:10]),
+            dependents=needed_by,
+        )
+
+
+def owned_by_team(s: Session, team_id: int) -> list[str]:
+    names = [f"service {n}" for n in s.scalars(select(Service.name).where(Service.owner_team_id == team_id))]
+    names += [f"ci {n}" for n in s.scalars(select(ConfigItem.name).where(ConfigItem.owner_team_id == team_id))]
+    return names

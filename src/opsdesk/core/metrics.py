@@ -1,0 +1,36 @@
+"""opsdesk's own Prometheus counters, served at ``GET /metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_INGESTED = Counter(
+    "opsdesk_events_ingested_total", "Events accepted and committed", ["source"], registry=REGISTRY
+)
+EVENTS_REJECTED = Counter(
+    "opsdesk_events_rejected_total", "Event requests refused", ["reason"], registry=REGISTRY
+)
+EVENTS_PROCESSED = Counter(
+    "opsdesk_events_processed_total", "Events run through the alert pipeline", registry=REGISTRY
+)
+ALERTS_OPENED = Counter("opsdesk_alerts_opened_total", "Alerts that started firing", registry=REGISTRY)
+INCIDENTS_OPENED = Counter("opsdesk_incidents_opened_total", "Incidents opened", registry=REGISTRY)
+CHECKS_RUN = Counter("opsdesk_checks_total", "Monitor checks run", ["type", "outcome"], registry=REGISTRY)
+CHECK_SECONDS = Histogram(
+    "opsdesk_check_duration_seconds", "Duration of monitor checks", ["type"], registry=REGISTRY
+)
+NOTIFICATIONS = Counter(
+    "opsdesk_notifications_total", "Notification delivery attempts", ["channel", "outcome"], registry=REGISTRY
+)
+OUTBOX_PENDING = Gauge("opsdesk_outbox_pending", "Notifications waiting for delivery", registry=REGISTRY)
+HTTP_REQUESTS = Counter(
+    "opsdesk_http_requests_total", "HTTP requests served", ["method", "status"], registry=REGISTRY
+)
+WRITER_BATCH = Histogram(
+    "opsdesk_writer_batch_size",
+    "Items committed per batch by the ingestion writer",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+    registry=REGISTRY,
+)

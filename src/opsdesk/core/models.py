@@ -1,0 +1,21 @@
+"""Imports every domain's tables so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from opsdesk.alerts import models as alerts_models
+from opsdesk.audit import models as audit_models
+from opsdesk.auth import models as auth_models
+from opsdesk.cmdb import models as cmdb_models
+from opsdesk.core.db import Base
+from opsdesk.incidents import models as incidents_models
+from opsdesk.monitoring import models as monitoring_models
+from opsdesk.notify import models as notify_models
+
+__all__ = [
+    "Base",
+    "alerts_models",
+    "audit_models",
+    "auth_models",
+    "cmdb_models",
+    "incidents_models",
+    "monitoring_models",
+    "notify_models",
+]

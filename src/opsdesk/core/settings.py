@@ -1,0 +1,103 @@
+"""Settings from the environment (``OPSDESK_*``) and an optional TOML or YAML file.
+
+Precedence, highest first: explicit arguments, environment, the config file
+(``OPSDESK_CONFIG_FILE``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPSDESK_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""
+    secret_key: SecretStr = SecretStr("")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "opsdesk@localhost"
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    smtp_timeout: float = 10.0
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    metrics_public: bool = False
+    session_hours: int = Field(default=12, ge=1)
+    roles: str = "web,probes,pipeline,notify"
+
+    # Delivery: attempts before a message is dead-lettered, and the first backoff in seconds.
+    notify_max_attempts: int = Field(default=8, ge=1)
+    notify_backoff_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _defaults_from_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'opsdesk.db').as_posix()}"
+        if not self.base_url:
+            self.base_url = f"http://{self.host}:{self.port}"
+        self.base_url = self.base_url.rstrip("/")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("OPSDESK_CONFIG_FILE")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"OPSDESK_CONFIG_FILE={config_file}: no such file")
+            if path.suffix in (".yaml", ".yml"):
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            else:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def role_set(self) -> set[str]:
+        return {r.strip() for r in self.roles.split(",") if r.strip()}
+
+    def ensure_secret_key(self) -> str:
+        """The signing key: configured, or generated once and kept in the data directory."""
+        if self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        key = path.read_text().strip()
+        self.secret_key = SecretStr(key)
+        return key
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

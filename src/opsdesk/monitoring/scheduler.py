@@ -1,0 +1,116 @@
+"""The prober: runs due checks concurrently and writes their results in batches.
+
+``tick()`` claims what is due, runs it and writes the results: tests call it after moving the
+clock. ``run()`` is the long-running loop used by ``opsdesk serve``: it starts due checks as they
+come due and flushes results every fraction of a second, so a slow check never holds others back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+
+import aiohttp
+
+from opsdesk.core import metrics
+from opsdesk.core.clock import Clock
+from opsdesk.core.db import Database
+from opsdesk.monitoring import service
+from opsdesk.monitoring.checks import CheckOutcome, ProbeContext, get_check_type
+
+log = logging.getLogger("opsdesk.probes")
+
+
+class Scheduler:
+    def __init__(self, db: Database, clock: Clock, *, concurrency: int = 256, flush_interval: float = 0.25):
+        self.db = db
+        self.clock = clock
+        self.sem = asyncio.Semaphore(concurrency)
+        self.flush_interval = flush_interval
+        self._buffer: list[tuple[int, datetime, CheckOutcome]] = []
+        self._http: aiohttp.ClientSession | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.on_events = None  # set by the runtime: called after results produced events
+
+    async def _ctx(self) -> ProbeContext:
+        if self._http is None or self._http.closed:
+            connector = aiohttp.TCPConnector(force_close=True, limit=0, ttl_dns_cache=60)
+            self._http = aiohttp.ClientSession(connector=connector)
+        return ProbeContext(http=self._http)
+
+    async def close(self) -> None:
+        for t in list(self._inflight):
+            t.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self.flush()
+        if self._http is not None:
+            await self._http.close()
+
+    def _claim(self) -> list[service.DueCheck]:
+        with self.db.session() as s:
+            return service.claim_due(s, self.clock.now())
+
+    async def _check(self, due: service.DueCheck) -> None:
+        async with self.sem:
+            check = get_check_type(due.type)
+            started = time.perf_counter()
+            if check is None:
+                outcome = CheckOutcome(False, f"unknown check type {due.type!r}")
+            else:
+                ctx = await self._ctx()
+                try:
+                    cfg = check.config_model.model_validate(due.config)
+                    # The check has its own timeout; this one guards against a check that ignores it.
+                    outcome = await asyncio.wait_for(
+                        check.run(due.target, cfg, due.timeout_seconds, ctx), due.timeout_seconds + 1
+                    )
+                except TimeoutError:
+                    outcome = CheckOutcome(False, f"timed out after {due.timeout_seconds:g}s")
+                except Exception as exc:
+                    log.exception("check %s crashed", due.monitor_id)
+                    outcome = CheckOutcome(False, f"check error: {type(exc).__name__}: {exc}")
+            metrics.CHECKS_RUN.labels(due.type, "up" if outcome.ok else "down").inc()
+            metrics.CHECK_SECONDS.labels(due.type).observe(time.perf_counter() - started)
+            self._buffer.append((due.monitor_id, self.clock.now(), outcome))
+
+    async def flush(self) -> list[service.Transition]:
+        if not self._buffer:
+            return []
+        batch, self._buffer = self._buffer, []
+        transitions = await asyncio.to_thread(self._write, batch)
+        for t in transitions:
+            log.info("monitor state changed", extra={"monitor": t.name, "from": t.old, "to": t.new})
+        if transitions and self.on_events is not None:
+            self.on_events()
+        return transitions
+
+    def _write(self, batch: list[tuple[int, datetime, CheckOutcome]]) -> list[service.Transition]:
+        with self.db.session() as s:
+            return service.record_results(s, batch)
+
+    async def tick(self) -> list[service.Transition]:
+        """Run every check that is due now, to completion, and write the results."""
+        due = await asyncio.to_thread(self._claim)
+        await asyncio.gather(*(self._check(d) for d in due))
+        return await self.flush()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        last_flush = time.monotonic()
+        while not stop.is_set():
+            try:
+                for due in await asyncio.to_thread(self._claim):
+                    task = asyncio.create_task(self._check(due))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+                if time.monotonic() - last_flush >= self.flush_interval:
+                    await self.flush()
+                    last_flush = time.monotonic()
+            except Exception:
+                log.exception("prober loop error; continuing")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.flush_interval)
+        await self.close()

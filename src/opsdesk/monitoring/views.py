@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from opsdesk.cmdb import service as cmdb
+from opsdesk.core.actor import Role
+from opsdesk.core.errors import OpsdeskError
+from opsdesk.monitoring import service
+from opsdesk.monitoring.schemas import MonitorIn, MonitorUpdate
+from opsdesk.web.deps import Ctx, page
+from opsdesk.web.render import back, render
+
+router = APIRouter()
+
+
+def _list_context(ctx: Ctx, status: str | None) -> dict[str, object]:
+    with ctx.session() as s:
+        return {
+            "monitors": service.list_monitors(s, status=status or None, limit=500),
+            "services": cmdb.list_services(s, limit=500),
+            "status": status or "",
+        }
+
+
+@router.get("/monitors", response_class=HTMLResponse)
+def monitor_list(request: Request, ctx: Ctx = Depends(page()), status: str | None = None) -> HTMLResponse:
+    data = _list_context(ctx, status)
+    names = {svc.id: svc.name for svc in data["services"]}  # type: ignore[attr-defined]
+    return render(request, ctx, "monitoring/list.html", nav="monitors", service_names=names, form={}, errors={},
+                  **data)
+
+
+@router.post("/monitors", response_model=None)
+def monitor_create(
+    request: Request,
+    ctx: Ctx = Depends(page(Role.manager)),
+    name: Annotated[str, Form()] = "",
+    target: Annotated[str, Form()] = "",
+    expected_status: Annotated[str, Form()] = "200",
+    interval_seconds: Annotated[str, Form()] = "60",
+    timeout_seconds: Annotated[str, Form()] = "10",
+    failures_before_down: Annotated[str, Form()] = "3",
+    service_id: Annotated[str, Form()] = "",
+) -> Response:
+    form = {
+        "name": name, "target": target, "expected_status": expected_status, "interval_seconds": interval_seconds,
+        "timeout_seconds": timeout_seconds, "failures_before_down": failures_before_down, "service_id": service_id,
+    }
+    errors: dict[str, str] = {}
+    try:
+        data = MonitorIn.model_validate(
+            {
+                "name": name, "type": "http", "target": target,
+                "config": {"expected_status": expected_status},
+                "interval_seconds": interval_seconds, "timeout_seconds": timeout_seconds,
+                "failures_before_down": failures_before_down, "service_id": service_id or None,
+            }
+        )
+        with ctx.session() as s:
+            m = service.create_monitor(s, data, actor=ctx.actor, now=ctx.now())
+            return back(f"/monitors/{m.id}", f"Monitor {m.name} created")
+    except ValidationError as exc:
+        for e in exc.errors():
+            errors[str(e["loc"][0]) if e["loc"] else "form"] = e["msg"]
+    except OpsdeskError as exc:
+        if exc.errors:
+            for fe in exc.errors:
+                errors[fe.field.removeprefix("config.")] = fe.message
+        else:
+            errors["form"] = exc.detail
+    data_ctx = _list_context(ctx, None)
+    names = {svc.id: svc.name for svc in data_ctx["services"]}  # type: ignore[attr-defined]
+    return render(request, ctx, "monitoring/list.html", status_code=422, nav="monitors", service_names=names,
+                  form=form, errors=errors, **data_ctx)
+
+
+@router.get("/monitors/{monitor_id}", response_class=HTMLResponse)
+def monitor_detail(request: Request, monitor_id: int, ctx: Ctx = Depends(page())) -> HTMLResponse:
+    with ctx.session() as s:
+        m = service.get_monitor(s, monitor_id)
+        svc = cmdb.get_service(s, m.service_id) if m.service_id else None
+        results = service.recent_results(s, m.id, 50)
+    return render(request, ctx, "monitoring/detail.html", nav="monitors", m=m, service=svc, results=results)
+
+
+@router.post("/monitors/{monitor_id}/pause")
+def monitor_pause(monitor_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+    with ctx.session() as s:
+        m = service.update_monitor(s, monitor_id, MonitorUpdate(enabled=False), actor=ctx.actor, now=ctx.now())
+        return back(f"/monitors/{m.id}", f"{m.name} paused")
+
+
+@router.post("/monitors/{monitor_id}/resume")
+def monitor_resume(monitor_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+    with ctx.session() as s:
+        m = service.update_monitor(s, monitor_id, MonitorUpdate(enabled=True), actor=ctx.actor, now=ctx.now())
+        return back(f"/monitors/{m.id}", f"{m.name} resumed")
+
+
+@router.post("/monitors/{monitor_id}/delete")
+def monitor_delete(monitor_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+    with ctx.session() as s:
+        name = service.get_monitor(s, monitor_id).name
+        service.delete_monitor(s, monitor_id, actor=ctx.actor, now=ctx.now())
+    return back("/monitors", f"Monitor {name} deleted")

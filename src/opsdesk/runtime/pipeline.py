@@ -1,0 +1,52 @@
+"""The pipeline role: runs stored events through dedup and correlation into incidents."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from opsdesk.alerts import service as alerts
+from opsdesk.core.clock import Clock
+from opsdesk.core.db import Database
+
+log = logging.getLogger("opsdesk.pipeline")
+
+
+class Pipeline:
+    def __init__(self, db: Database, clock: Clock, *, batch: int = 500, idle_wait: float = 1.0):
+        self.db = db
+        self.clock = clock
+        self.batch = batch
+        self.idle_wait = idle_wait
+        self.wake = asyncio.Event()
+
+    def _step(self) -> int:
+        with self.db.session() as s:
+            return alerts.process_pending(s, now=self.clock.now(), limit=self.batch)
+
+    async def drain(self) -> int:
+        """Process every pending event; returns how many."""
+        total = 0
+        while n := await asyncio.to_thread(self._step):
+            total += n
+        return total
+
+    async def run(self, stop: asyncio.Event, after: asyncio.Event | None = None) -> None:
+        while not stop.is_set():
+            try:
+                if await self.drain() and after is not None:
+                    after.set()
+            except Exception:
+                log.exception("pipeline step failed; retrying")
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wait(stop), self.idle_wait)
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()

@@ -1,0 +1,82 @@
+"""The long-running roles of ``opsdesk serve``: probes, pipeline, notify (web is the HTTP app).
+
+Each role is a loop over the database, so roles can run in one process (the default, on SQLite)
+or in several processes and machines sharing one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from opsdesk.core.clock import Clock
+from opsdesk.core.db import Database
+from opsdesk.core.settings import Settings
+from opsdesk.monitoring.scheduler import Scheduler
+from opsdesk.notify.delivery import Notifier
+from opsdesk.runtime.pipeline import Pipeline
+
+log = logging.getLogger("opsdesk.runtime")
+
+BACKGROUND_ROLES = ("probes", "pipeline", "notify")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, db: Database, clock: Clock, roles: set[str]):
+        unknown = roles - {"web", *BACKGROUND_ROLES}
+        if unknown:
+            raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.roles = roles
+        self.stop_event = asyncio.Event()
+        self.pipeline = Pipeline(db, clock)
+        self.scheduler = Scheduler(db, clock)
+        self.notifier = Notifier(db, clock, settings)
+        self.notify_wake = asyncio.Event()
+        self.scheduler.on_events = self.pipeline.wake.set
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake_pipeline(self) -> None:
+        """Thread-safe: called by the ingestion writer after a commit."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.pipeline.wake.set)
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if "probes" in self.roles:
+            self._tasks.append(asyncio.create_task(self.scheduler.run(self.stop_event), name="probes"))
+        if "pipeline" in self.roles:
+            self._tasks.append(
+                asyncio.create_task(self.pipeline.run(self.stop_event, after=self.notify_wake), name="pipeline")
+            )
+        if "notify" in self.roles:
+            self._tasks.append(asyncio.create_task(self._notify_loop(), name="notify"))
+        log.info("roles started", extra={"roles": sorted(self.roles)})
+
+    async def _notify_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                await self.notifier.deliver_due()
+            except Exception:
+                log.exception("notify step failed; retrying")
+            self.notify_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.notify_wake.wait(), 1.0)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        self.pipeline.wake.set()
+        self.notify_wake.set()
+        for t in self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(t), 10)
+        for t in self._tasks:
+            if not t.done():
+                t.cancel()
+        self._tasks.clear()

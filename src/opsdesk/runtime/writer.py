@@ -1,0 +1,121 @@
+"""Group commit for the ingestion hot path.
+
+Request handlers hand their items to :class:`BatchWriter` and await a future; one writer thread
+takes everything queued, writes it in one transaction, and resolves every waiting future after
+the commit. So a 2xx always means committed, and a burst of requests costs one commit, not many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from opsdesk.core import metrics
+from opsdesk.core.db import Database
+
+log = logging.getLogger("opsdesk.writer")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_STOP = object()
+
+
+class BatchWriter(Generic[T, R]):
+    """``write(session, items_of_all_requests) -> results`` is called with up to ``max_batch`` items."""
+
+    def __init__(
+        self,
+        db: Database,
+        write: Callable[[Session, list[T]], list[R]],
+        *,
+        max_batch: int = 2000,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.write = write
+        self.max_batch = max_batch
+        self.on_commit = on_commit
+        self._q: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="opsdesk-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._q.put(_STOP)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    async def submit(self, items: list[T]) -> list[R]:
+        """Queue ``items`` and wait until they are committed; returns what ``write`` gave for them."""
+        if self._thread is None:
+            raise RuntimeError("writer is not running")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[R]] = loop.create_future()
+        self._q.put((items, loop, fut))
+        return await fut
+
+    def _loop(self) -> None:
+        while True:
+            first = self._q.get()
+            if first is _STOP:
+                return
+            jobs = [first]
+            size = len(first[0])
+            stopping = False
+            while size < self.max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                jobs.append(nxt)
+                size += len(nxt[0])
+            self._commit(jobs)
+            if stopping:
+                return
+
+    def _commit(self, jobs: list[Any]) -> None:
+        items = [item for job in jobs for item in job[0]]
+        try:
+            with self.db.session() as s:
+                results = self.write(s, items)
+        except Exception as exc:
+            log.exception("batch write failed; retrying each request alone")
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._commit([job])
+                return
+            _, loop, fut = jobs[0]
+            loop.call_soon_threadsafe(_set_exception, fut, exc)
+            return
+        metrics.WRITER_BATCH.observe(len(items))
+        pos = 0
+        for job_items, loop, fut in jobs:
+            part = results[pos : pos + len(job_items)]
+            pos += len(job_items)
+            loop.call_soon_threadsafe(_set_result, fut, part)
+        if self.on_commit is not None:
+            self.on_commit()
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

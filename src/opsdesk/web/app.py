@@ -1,0 +1,118 @@
+"""The FastAPI application: JSON API under /api/v1, HTML pages, health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, FileSystemLoader
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from opsdesk import __version__
+from opsdesk.alerts.api import router as alerts_router
+from opsdesk.alerts.service import store_events
+from opsdesk.audit.api import router as audit_router
+from opsdesk.auth.api import router as auth_router
+from opsdesk.cmdb.api import router as cmdb_router
+from opsdesk.core import metrics
+from opsdesk.core.clock import Clock, SystemClock
+from opsdesk.core.db import Database
+from opsdesk.core.settings import Settings
+from opsdesk.incidents.api import router as incidents_router
+from opsdesk.monitoring.api import router as monitoring_router
+from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
+from opsdesk.runtime.writer import BatchWriter
+from opsdesk.web import errors, filters, views
+from opsdesk.web.deps import api
+from opsdesk.web.middleware import BodyLimitMiddleware, MetricsMiddleware
+
+PKG = Path(__file__).resolve().parent.parent
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def templates() -> Jinja2Templates:
+    dirs = [PKG / "web" / "templates"] + [p for p in sorted(PKG.glob("*/templates")) if p.parent.name != "web"]
+    t = Jinja2Templates(directory=str(dirs[0]))
+    t.env.loader = ChoiceLoader([FileSystemLoader(str(d)) for d in dirs])
+    filters.install(t.env)
+    return t
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    clock: Clock | None = None,
+    roles: set[str] | None = None,
+) -> FastAPI:
+    """Build the app. ``roles`` are the background roles started with it (default: from settings)."""
+    settings = settings or Settings()
+    settings.ensure_secret_key()
+    db = db or Database(settings.database_url)
+    clock = clock or SystemClock()
+    wanted = settings.role_set if roles is None else roles
+    background = {r for r in wanted if r in BACKGROUND_ROLES}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(settings, db, clock, background)
+        app.state.runtime = runtime
+        writer: BatchWriter[object, int] = BatchWriter(
+            db, lambda s, items: store_events(s, items, now=clock.now()),  # type: ignore[arg-type]
+            on_commit=runtime.wake_pipeline,
+        )
+        app.state.event_writer = writer
+        writer.start()
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            writer.stop()
+
+    app = FastAPI(
+        title="opsdesk",
+        version=__version__,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.clock = clock
+    app.state.templates = templates()
+
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    for router in (auth_router, cmdb_router, monitoring_router, alerts_router, incidents_router, audit_router):
+        app.include_router(router, prefix="/api/v1")
+
+    @app.get("/healthz", tags=["system"])
+    def healthz() -> dict[str, str]:
+        """Liveness and database reachability; open to anyone."""
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    viewer = api()
+
+    @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)
+    async def prometheus_metrics(request: Request) -> Response:
+        """opsdesk's own counters in the Prometheus text format (bearer token unless made public)."""
+        if not settings.metrics_public:
+            await viewer(request)
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(views.router)
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
