@@ -1,0 +1,116 @@
+"""Shared fixtures. Every test that uses ``db`` runs twice: on SQLite and on PostgreSQL.
+
+The PostgreSQL leg needs ``OPSDESK_TEST_DATABASE_URL`` (``.ci/run`` sets it); without it that leg is
+skipped with a visible reason. Each test gets a fresh database: a new SQLite file, or a new
+PostgreSQL schema, migrated with the real Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from opsdesk.auth import service as auth
+from opsdesk.auth.models import User
+from opsdesk.auth.schemas import UserIn
+from opsdesk.core import migrate
+from opsdesk.core.actor import SYSTEM, Role
+from opsdesk.core.clock import ManualClock
+from opsdesk.core.db import Database, make_engine
+from opsdesk.core.settings import Settings
+from opsdesk.web.app import create_app
+
+PG_URL = os.environ.get("OPSDESK_TEST_DATABASE_URL", "")
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'opsdesk.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("OPSDESK_TEST_DATABASE_URL is not set: the PostgreSQL leg is skipped")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    migrate.upgrade(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, smtp_port=1, notify_backoff_seconds=5)
+
+
+@dataclass
+class Account:
+    user: User
+    token: str
+    role: Role
+
+    @property
+    def email(self) -> str:
+        return self.user.email
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def accounts(db: Database, clock: ManualClock) -> dict[str, Account]:
+    """One user per role, each with an API token and the password ``PASSWORD``."""
+    out = {}
+    with db.session() as s:
+        for role in Role:
+            user = auth.create_user(
+                s, UserIn(email=f"{role.value}@example.org", name=role.value.title(), role=role, password=PASSWORD),
+                actor=SYSTEM, now=clock.now(),
+            )
+            _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=clock.now())
+            out[role.value] = Account(user, token, role)
+    return out
+
+
+@pytest.fixture
+def app(db: Database, clock: ManualClock, settings: Settings):  # type: ignore[no-untyped-def]
+    return create_app(settings, db=db, clock=clock, roles=set())
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
