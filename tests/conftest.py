@@ -97,8 +97,12 @@ def accounts(db: Database, clock: ManualClock) -> dict[str, Account]:
     with db.session() as s:
         for role in Role:
             user = auth.create_user(
-                s, UserIn(email=f"{role.value}@example.org", name=role.value.title(), role=role, password=PASSWORD),
-                actor=SYSTEM, now=clock.now(),
+                s,
+                UserIn(
+                    email=f"{role.value}@example.org", name=role.value.title(), role=role, password=PASSWORD
+                ),
+                actor=SYSTEM,
+                now=clock.now(),
             )
             _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=clock.now())
             out[role.value] = Account(user, token, role)

@@ -50,18 +50,28 @@ def _parse(raw: bytes) -> list[EventIn]:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         metrics.EVENTS_REJECTED.labels("malformed").inc()
-        raise OpsdeskError(detail=f"the body is not valid JSON: {exc}", status=400, title="Malformed JSON") from None
+        raise OpsdeskError(
+            detail=f"the body is not valid JSON: {exc}", status=400, title="Malformed JSON"
+        ) from None
     prefix = ""
     if isinstance(payload, dict) and "events" in payload and set(payload) == {"events"}:
         payload, prefix = payload["events"], "events"
     try:
         if isinstance(payload, list):
             if not payload:
-                raise OpsdeskError(detail="the batch is empty", status=422, title="Invalid input",
-                                   errors=[FieldError(prefix or "body", "at least one event is needed")])
+                raise OpsdeskError(
+                    detail="the batch is empty",
+                    status=422,
+                    title="Invalid input",
+                    errors=[FieldError(prefix or "body", "at least one event is needed")],
+                )
             if len(payload) > MAX_BATCH:
-                raise OpsdeskError(detail=f"at most {MAX_BATCH} events per request", status=422,
-                                   title="Invalid input", errors=[FieldError(prefix or "body", "too many events")])
+                raise OpsdeskError(
+                    detail=f"at most {MAX_BATCH} events per request",
+                    status=422,
+                    title="Invalid input",
+                    errors=[FieldError(prefix or "body", "too many events")],
+                )
             return _events.validate_python(payload)
         return [_event.validate_python(payload)]
     except ValidationError as exc:
@@ -75,11 +85,15 @@ def _parse(raw: bytes) -> list[EventIn]:
             errors.append(FieldError(".".join(str(p) for p in loc) or "body", e["msg"]))
         raise OpsdeskError(
             detail="; ".join(f"{x.field}: {x.message}" for x in errors[:5]),
-            status=422, title="Invalid input", errors=errors,
+            status=422,
+            title="Invalid input",
+            errors=errors,
         ) from None
 
 
-@router.post("/events", status_code=202, response_model=EventAccepted, tags=["events"], openapi_extra=_BODY_DOC)
+@router.post(
+    "/events", status_code=202, response_model=EventAccepted, tags=["events"], openapi_extra=_BODY_DOC
+)
 async def post_events(request: Request, ctx: Ctx = Depends(api(Role.responder))) -> object:
     """Send one event, a JSON array of events, or ``{"events": [...]}``.
 

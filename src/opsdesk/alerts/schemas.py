@@ -15,7 +15,9 @@ class EventIn(In):
     """One event from any source: the generic events API."""
 
     source: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = "api"
-    fingerprint: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    fingerprint: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None
+    ) = None
     status: EventStatus = EventStatus.firing
     severity: Severity = Severity.error
     summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]

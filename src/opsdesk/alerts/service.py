@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from opsdesk.alerts.models import Alert, Event, EventStatus
@@ -88,7 +88,7 @@ def store_events(s: Session, events: list[NormalizedEvent], *, now: datetime) ->
         }
         for e in events
     ]
-    ids = list(s.scalars(Event.__table__.insert().returning(Event.__table__.c.id), rows))
+    ids = list(s.scalars(insert(Event).returning(Event.id), rows))
     for e in events:
         metrics.EVENTS_INGESTED.labels(e.source).inc()
     return ids
@@ -186,7 +186,9 @@ def _process(s: Session, ev: Event, now: datetime) -> None:
 def resolve_for_incident(s: Session, incident_id: int, *, now: datetime) -> int:
     """Mark the incident's firing alerts resolved (the incident was resolved by hand)."""
     alerts = list(
-        s.scalars(select(Alert).where(Alert.incident_id == incident_id, Alert.status == EventStatus.firing.value))
+        s.scalars(
+            select(Alert).where(Alert.incident_id == incident_id, Alert.status == EventStatus.firing.value)
+        )
     )
     for a in alerts:
         a.status = EventStatus.resolved.value

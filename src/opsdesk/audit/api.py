@@ -36,6 +36,10 @@ def list_audit(
     """The audit log, newest first."""
     with ctx.session() as s:
         rows = service.list_entries(
-            s, entity_type=entity_type, entity_id=entity_id, before_id=parse_cursor(cursor) or None, limit=limit
+            s,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            before_id=parse_cursor(cursor) or None,
+            limit=limit,
         )
         return {"items": rows, "next_cursor": next_cursor(rows, limit)}

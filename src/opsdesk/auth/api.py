@@ -5,7 +5,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from opsdesk.auth import service
-from opsdesk.auth.schemas import TeamIn, TeamOut, TeamUpdate, TokenCreated, TokenIn, TokenOut, UserIn, UserOut, UserUpdate
+from opsdesk.auth.models import Team
+from opsdesk.auth.schemas import (
+    TeamIn,
+    TeamOut,
+    TeamUpdate,
+    TokenCreated,
+    TokenIn,
+    TokenOut,
+    UserIn,
+    UserOut,
+    UserUpdate,
+)
 from opsdesk.core.actor import Role
 from opsdesk.core.errors import forbidden
 from opsdesk.core.paging import next_cursor, parse_cursor
@@ -59,10 +70,12 @@ def delete_user(user_id: int, ctx: Ctx = Depends(api(Role.admin))) -> Response:
     return Response(status_code=204)
 
 
-def _team_out(team: object) -> dict[str, object]:
+def _team_out(team: Team) -> dict[str, object]:
     out = TeamOut.model_validate(
-        {**{k: getattr(team, k) for k in ("id", "name", "description", "created_at")},
-         "member_ids": service.team_member_ids(team)}  # type: ignore[arg-type]
+        {
+            **{k: getattr(team, k) for k in ("id", "name", "description", "created_at")},
+            "member_ids": service.team_member_ids(team),
+        }
     )
     return out.model_dump()
 

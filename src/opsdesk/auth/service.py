@@ -59,8 +59,14 @@ def create_user(s: Session, data: UserIn, *, actor: Actor, now: datetime) -> Use
     s.add(user)
     s.flush()
     audit.record(
-        s, actor=actor, action="create", entity_type="user", entity_id=user.id,
-        before=None, after=audit.snapshot(user, USER_FIELDS), at=now,
+        s,
+        actor=actor,
+        action="create",
+        entity_type="user",
+        entity_id=user.id,
+        before=None,
+        after=audit.snapshot(user, USER_FIELDS),
+        at=now,
     )
     return user
 
@@ -84,8 +90,16 @@ def update_user(s: Session, user_id: int, data: UserUpdate, *, actor: Actor, now
     after = audit.snapshot(user, USER_FIELDS)
     if data.password is not None:
         after["password"] = "changed"
-    audit.record(s, actor=actor, action="update", entity_type="user", entity_id=user.id,
-                 before=before, after=after, at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="update",
+        entity_type="user",
+        entity_id=user.id,
+        before=before,
+        after=after,
+        at=now,
+    )
     return user
 
 
@@ -95,8 +109,16 @@ def delete_user(s: Session, user_id: int, *, actor: Actor, now: datetime) -> Non
         _refuse_last_admin(s, user)
     if actor.id == user.id:
         raise conflict("you cannot delete your own account")
-    audit.record(s, actor=actor, action="delete", entity_type="user", entity_id=user.id,
-                 before=audit.snapshot(user, USER_FIELDS), after=None, at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="delete",
+        entity_type="user",
+        entity_id=user.id,
+        before=audit.snapshot(user, USER_FIELDS),
+        after=None,
+        at=now,
+    )
     s.delete(user)
 
 
@@ -187,8 +209,16 @@ def create_team(s: Session, data: TeamIn, *, actor: Actor, now: datetime) -> Tea
     s.add(team)
     _set_members(s, team, data.member_ids)
     s.flush()
-    audit.record(s, actor=actor, action="create", entity_type="team", entity_id=team.id,
-                 before=None, after=_team_snapshot(team), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="create",
+        entity_type="team",
+        entity_id=team.id,
+        before=None,
+        after=_team_snapshot(team),
+        at=now,
+    )
     return team
 
 
@@ -205,8 +235,16 @@ def update_team(s: Session, team_id: int, data: TeamUpdate, *, actor: Actor, now
         _set_members(s, team, data.member_ids)
     team.updated_at = now
     s.flush()
-    audit.record(s, actor=actor, action="update", entity_type="team", entity_id=team.id,
-                 before=before, after=_team_snapshot(team), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="update",
+        entity_type="team",
+        entity_id=team.id,
+        before=before,
+        after=_team_snapshot(team),
+        at=now,
+    )
     return team
 
 
@@ -221,8 +259,16 @@ def delete_team(s: Session, team_id: int, *, actor: Actor, now: datetime) -> Non
             "give them another owner first",
             owned=owned,
         )
-    audit.record(s, actor=actor, action="delete", entity_type="team", entity_id=team.id,
-                 before=_team_snapshot(team), after=None, at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="delete",
+        entity_type="team",
+        entity_id=team.id,
+        before=_team_snapshot(team),
+        after=None,
+        at=now,
+    )
     s.delete(team)
 
 
@@ -246,8 +292,16 @@ def create_token(s: Session, user: User, name: str, *, actor: Actor, now: dateti
     )
     s.add(token)
     s.flush()
-    audit.record(s, actor=actor, action="create", entity_type="api_token", entity_id=token.id,
-                 before=None, after={"user": user.email, "name": name, "prefix": token.prefix}, at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="create",
+        entity_type="api_token",
+        entity_id=token.id,
+        before=None,
+        after={"user": user.email, "name": name, "prefix": token.prefix},
+        at=now,
+    )
     return token, plain
 
 
@@ -266,8 +320,16 @@ def revoke_token(s: Session, token_id: int, *, actor: Actor, now: datetime) -> A
         raise forbidden("only an admin can revoke another user's token")
     if token.revoked_at is None:
         token.revoked_at = now
-        audit.record(s, actor=actor, action="revoke", entity_type="api_token", entity_id=token.id,
-                     before={"revoked_at": None}, after={"revoked_at": now.isoformat()}, at=now)
+        audit.record(
+            s,
+            actor=actor,
+            action="revoke",
+            entity_type="api_token",
+            entity_id=token.id,
+            before={"revoked_at": None},
+            after={"revoked_at": now.isoformat()},
+            at=now,
+        )
     return token
 
 

@@ -59,7 +59,10 @@ def _ci(s: Session, ref: str) -> int:
 @service_app.command("add")
 @handle_errors
 def service_add(
-    name: str, description: Annotated[str, typer.Option()] = "", team: Team = None, attr: Attr = None,
+    name: str,
+    description: Annotated[str, typer.Option()] = "",
+    team: Team = None,
+    attr: Attr = None,
     as_user: AsUser = None,
 ) -> None:
     """Create a service."""
@@ -68,9 +71,15 @@ def service_add(
 
     with session() as s:
         svc = cmdb.create_service(
-            s, ServiceIn(name=name, description=description, owner_team_id=_team_id(s, team),
-                         attributes=parse_attrs(attr)),
-            actor=actor_as(as_user), now=now(),
+            s,
+            ServiceIn(
+                name=name,
+                description=description,
+                owner_team_id=_team_id(s, team),
+                attributes=parse_attrs(attr),
+            ),
+            actor=actor_as(as_user),
+            now=now(),
         )
         console.print(f"created service {svc.id} {svc.name}")
 
@@ -83,8 +92,13 @@ def service_list(as_json: Json = False) -> None:
 
     with session() as s:
         rows = [
-            {"id": x.id, "name": x.name, "owner_team_id": x.owner_team_id, "description": x.description,
-             "attributes": x.attributes}
+            {
+                "id": x.id,
+                "name": x.name,
+                "owner_team_id": x.owner_team_id,
+                "description": x.description,
+                "attributes": x.attributes,
+            }
             for x in cmdb.list_services(s, limit=100_000)
         ]
     table(rows, ["id", "name", "owner_team_id", "description"], as_json)
@@ -114,13 +128,17 @@ def service_update(
             values["owner_team_id"] = _team_id(s, team)
         if attr:
             values["attributes"] = parse_attrs(attr)
-        svc = cmdb.update_service(s, _service(s, ref), ServiceUpdate(**values), actor=actor_as(as_user), now=now())
+        svc = cmdb.update_service(
+            s, _service(s, ref), ServiceUpdate(**values), actor=actor_as(as_user), now=now()
+        )
         console.print(f"updated service {svc.id} {svc.name}")
 
 
 @service_app.command("delete")
 @handle_errors
-def service_delete(ref: Annotated[str, typer.Argument(help="Service name or id.")], as_user: AsUser = None) -> None:
+def service_delete(
+    ref: Annotated[str, typer.Argument(help="Service name or id.")], as_user: AsUser = None
+) -> None:
     """Delete a service (refused while something depends on it)."""
     from opsdesk.cmdb import service as cmdb
 
@@ -145,9 +163,18 @@ def ci_add(
 
     with session() as s:
         ci = cmdb.create_ci(
-            s, CIIn(name=name, ci_class=ci_class, description=description, owner_team_id=_team_id(s, team),
-                    attributes=parse_attrs(attr)),
-            actor=actor_as(as_user), now=now(),
+            s,
+            CIIn.model_validate(
+                {
+                    "name": name,
+                    "class": ci_class,
+                    "description": description,
+                    "owner_team_id": _team_id(s, team),
+                    "attributes": parse_attrs(attr),
+                }
+            ),
+            actor=actor_as(as_user),
+            now=now(),
         )
         console.print(f"created CI {ci.id} {ci.name} ({ci.ci_class})")
 
@@ -162,8 +189,13 @@ def ci_list(
 
     with session() as s:
         rows = [
-            {"id": x.id, "name": x.name, "class": x.ci_class, "owner_team_id": x.owner_team_id,
-             "attributes": x.attributes}
+            {
+                "id": x.id,
+                "name": x.name,
+                "class": x.ci_class,
+                "owner_team_id": x.owner_team_id,
+                "attributes": x.attributes,
+            }
             for x in cmdb.list_cis(s, limit=100_000, ci_class=ci_class.value if ci_class else None)
         ]
     table(rows, ["id", "name", "class", "owner_team_id", "attributes"], as_json)
@@ -234,8 +266,12 @@ def rel_add(
         sk, sid = _end(s, source)
         tk, tid = _end(s, target)
         rel = cmdb.create_relationship(
-            s, RelationshipIn(type=type_, source_type=sk, source_id=sid, target_type=tk, target_id=tid),  # type: ignore[arg-type]
-            actor=actor_as(as_user), now=now(),
+            s,
+            RelationshipIn.model_validate(
+                {"type": type_, "source_type": sk, "source_id": sid, "target_type": tk, "target_id": tid}
+            ),
+            actor=actor_as(as_user),
+            now=now(),
         )
         console.print(f"created relationship {rel.id}: {source} {type_.value} {target}")
 

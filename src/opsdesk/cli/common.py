@@ -81,7 +81,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str | None = None) -> None:
+def table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str | None = None
+) -> None:
     if as_json:
         typer.echo(json.dumps(list(rows), default=str, indent=2))
         return

@@ -13,7 +13,9 @@ from opsdesk.cli import cmdb_cmds, ops_cmds, people_cmds
 from opsdesk.cli.common import clock, console, database, err, handle_errors, session, settings
 
 app = typer.Typer(
-    name="opsdesk", help="opsdesk: the IT operations manager's desk.", no_args_is_help=True,
+    name="opsdesk",
+    help="opsdesk: the IT operations manager's desk.",
+    no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -70,7 +72,9 @@ def _prepare() -> None:
         created = auth.ensure_first_admin(s, email="admin@localhost", now=clock.now())
     if created:
         email, password = created
-        console.print("\n[bold]First start: an admin account was created.[/bold] This password is shown once.")
+        console.print(
+            "\n[bold]First start: an admin account was created.[/bold] This password is shown once."
+        )
         console.print(f"  Log in at  {st.base_url}/login")
         console.print(f"  E-mail     {email}")
         console.print(f"  Password   {password}\n")
@@ -102,7 +106,8 @@ def serve(
     _prepare()
     wanted = st.role_set
     if "web" in wanted:
-        console.print(f"opsdesk {__version__} serving at http://{st.host}:{st.port}  (roles: {','.join(sorted(wanted))})")
+        roles_text = ",".join(sorted(wanted))
+        console.print(f"opsdesk {__version__} serving at http://{st.host}:{st.port}  (roles: {roles_text})")
         app_ = create_app(st, db=database(), clock=clock)
         uvicorn.run(app_, host=st.host, port=st.port, log_config=None, access_log=False, proxy_headers=True)
         return

@@ -48,9 +48,15 @@ def monitor_add(
             service_id = svc.id
         data = MonitorIn.model_validate(
             {
-                "name": name, "type": "http", "target": url, "config": {"expected_status": expected_status},
-                "interval_seconds": interval, "timeout_seconds": timeout, "failures_before_down": failures,
-                "service_id": service_id, "severity": severity,
+                "name": name,
+                "type": "http",
+                "target": url,
+                "config": {"expected_status": expected_status},
+                "interval_seconds": interval,
+                "timeout_seconds": timeout,
+                "failures_before_down": failures,
+                "service_id": service_id,
+                "severity": severity,
             }
         )
         m = monitoring.create_monitor(s, data, actor=actor_as(as_user), now=now())
@@ -65,8 +71,16 @@ def monitor_list(as_json: Json = False) -> None:
 
     with session() as s:
         rows = [
-            {"id": m.id, "name": m.name, "status": m.status, "target": m.target, "interval": m.interval_seconds,
-             "last_check": m.last_check_at, "message": m.last_message, "service_id": m.service_id}
+            {
+                "id": m.id,
+                "name": m.name,
+                "status": m.status,
+                "target": m.target,
+                "interval": m.interval_seconds,
+                "last_check": m.last_check_at,
+                "message": m.last_message,
+                "service_id": m.service_id,
+            }
             for m in monitoring.list_monitors(s, limit=100_000)
         ]
     table(rows, ["id", "name", "status", "target", "interval", "last_check", "message"], as_json)
@@ -75,15 +89,22 @@ def monitor_list(as_json: Json = False) -> None:
 @incident_app.command("list")
 @handle_errors
 def incident_list(
-    all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False, as_json: Json = False
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False,
+    as_json: Json = False,
 ) -> None:
     """List open incidents (or all with --all), newest first."""
     from opsdesk.incidents import service as incidents
 
     with session() as s:
         rows = [
-            {"key": i.key, "status": i.status, "severity": i.severity, "title": i.title, "opened": i.opened_at,
-             "service_id": i.service_id}
+            {
+                "key": i.key,
+                "status": i.status,
+                "severity": i.severity,
+                "title": i.title,
+                "opened": i.opened_at,
+                "service_id": i.service_id,
+            }
             for i in incidents.list_incidents(s, status=None if all_ else list(incidents.OPEN), limit=10_000)
         ]
     table(rows, ["key", "status", "severity", "title", "opened"], as_json)
@@ -92,21 +113,25 @@ def incident_list(
 @incident_app.command("ack")
 @handle_errors
 def incident_ack(
-    ref: Annotated[str, typer.Argument(help="INC-42 or 42")], note: Annotated[str, typer.Option()] = "",
+    ref: Annotated[str, typer.Argument(help="INC-42 or 42")],
+    note: Annotated[str, typer.Option()] = "",
     as_user: AsUser = None,
 ) -> None:
     """Acknowledge an incident."""
     from opsdesk.incidents import service as incidents
 
     with session() as s:
-        inc = incidents.acknowledge(s, incidents.parse_key(ref), actor=actor_as(as_user), now=now(), note=note)
+        inc = incidents.acknowledge(
+            s, incidents.parse_key(ref), actor=actor_as(as_user), now=now(), note=note
+        )
         console.print(f"{inc.key} {inc.status}")
 
 
 @incident_app.command("resolve")
 @handle_errors
 def incident_resolve(
-    ref: Annotated[str, typer.Argument(help="INC-42 or 42")], note: Annotated[str, typer.Option()] = "",
+    ref: Annotated[str, typer.Argument(help="INC-42 or 42")],
+    note: Annotated[str, typer.Option()] = "",
     as_user: AsUser = None,
 ) -> None:
     """Resolve an incident."""

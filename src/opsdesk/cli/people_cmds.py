@@ -15,7 +15,9 @@ user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 team_app = typer.Typer(help="Teams and their members.", no_args_is_help=True)
 
-AsUser = Annotated[str | None, typer.Option("--as", help="Act as this user (e-mail) instead of the CLI admin.")]
+AsUser = Annotated[
+    str | None, typer.Option("--as", help="Act as this user (e-mail) instead of the CLI admin.")
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -31,7 +33,9 @@ def user_create(
     email: Annotated[str, typer.Option(help="Login e-mail.")],
     name: Annotated[str, typer.Option(help="Display name.")],
     role: Annotated[Role, typer.Option(help="viewer, responder, manager or admin.")] = Role.viewer,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
     as_user: AsUser = None,
 ) -> None:
     """Create a user. Without --password-stdin a password is generated and printed once."""
@@ -78,7 +82,9 @@ def token_create(
         if u is None:
             raise not_found("user", user)
         token, plain = auth.create_token(s, u, name, actor=CLI, now=now())
-        console.print(f"token {token.id} '{name}' for {u.email} ({u.role}); store it now, it is not shown again:")
+        console.print(
+            f"token {token.id} '{name}' for {u.email} ({u.role}); store it now, it is not shown again:"
+        )
     typer.echo(plain)
 
 
@@ -90,8 +96,15 @@ def token_list(as_json: Json = False) -> None:
 
     with session() as s:
         rows = [
-            {"id": t.id, "user": t.user.email, "name": t.name, "prefix": t.prefix, "created": t.created_at,
-             "last_used": t.last_used_at, "revoked": t.revoked_at}
+            {
+                "id": t.id,
+                "user": t.user.email,
+                "name": t.name,
+                "prefix": t.prefix,
+                "created": t.created_at,
+                "last_used": t.last_used_at,
+                "revoked": t.revoked_at,
+            }
             for t in auth.list_tokens(s)
         ]
     table(rows, ["id", "user", "name", "prefix", "created", "last_used", "revoked"], as_json)
@@ -135,8 +148,10 @@ def team_add(
 
     with session() as s:
         team = auth.create_team(
-            s, TeamIn(name=name, description=description, member_ids=_user_ids(s, member)),
-            actor=actor_as(as_user), now=now(),
+            s,
+            TeamIn(name=name, description=description, member_ids=_user_ids(s, member)),
+            actor=actor_as(as_user),
+            now=now(),
         )
         console.print(f"created team {team.id} {team.name} with {len(team.members)} member(s)")
 

@@ -112,7 +112,10 @@ def list_relationships(
     node = (node_type, node_id) if node_type is not None and node_id is not None else None
     with ctx.session() as s:
         rows = service.list_relationships(s, node=node, after_id=parse_cursor(cursor), limit=limit)
-        return {"items": [service.relationship_dict(s, r) for r in rows], "next_cursor": next_cursor(rows, limit)}
+        return {
+            "items": [service.relationship_dict(s, r) for r in rows],
+            "next_cursor": next_cursor(rows, limit),
+        }
 
 
 @router.post("/relationships", response_model=RelationshipOut, status_code=201, tags=["cmdb"])

@@ -62,12 +62,8 @@ class Relationship(Base):
 
     __tablename__ = "relationships"
     __table_args__ = (
-        CheckConstraint(
-            "(source_service_id IS NULL) <> (source_ci_id IS NULL)", name="one_source"
-        ),
-        CheckConstraint(
-            "(target_service_id IS NULL) <> (target_ci_id IS NULL)", name="one_target"
-        ),
+        CheckConstraint("(source_service_id IS NULL) <> (source_ci_id IS NULL)", name="one_source"),
+        CheckConstraint("(target_service_id IS NULL) <> (target_ci_id IS NULL)", name="one_target"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -65,12 +65,22 @@ def create_service(s: Session, data: ServiceIn, *, actor: Actor, now: datetime) 
     svc = Service(**data.model_dump(), created_at=now, updated_at=now)
     s.add(svc)
     s.flush()
-    audit.record(s, actor=actor, action="create", entity_type="service", entity_id=svc.id,
-                 before=None, after=audit.snapshot(svc, SERVICE_FIELDS), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="create",
+        entity_type="service",
+        entity_id=svc.id,
+        before=None,
+        after=audit.snapshot(svc, SERVICE_FIELDS),
+        at=now,
+    )
     return svc
 
 
-def update_service(s: Session, service_id: int, data: ServiceUpdate, *, actor: Actor, now: datetime) -> Service:
+def update_service(
+    s: Session, service_id: int, data: ServiceUpdate, *, actor: Actor, now: datetime
+) -> Service:
     svc = get_service(s, service_id)
     before = audit.snapshot(svc, SERVICE_FIELDS)
     changes = data.model_dump(exclude_unset=True)
@@ -83,16 +93,32 @@ def update_service(s: Session, service_id: int, data: ServiceUpdate, *, actor: A
     for k, v in changes.items():
         setattr(svc, k, v if v is not None or k == "owner_team_id" else getattr(svc, k))
     svc.updated_at = now
-    audit.record(s, actor=actor, action="update", entity_type="service", entity_id=svc.id,
-                 before=before, after=audit.snapshot(svc, SERVICE_FIELDS), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="update",
+        entity_type="service",
+        entity_id=svc.id,
+        before=before,
+        after=audit.snapshot(svc, SERVICE_FIELDS),
+        at=now,
+    )
     return svc
 
 
 def delete_service(s: Session, service_id: int, *, actor: Actor, now: datetime) -> None:
     svc = get_service(s, service_id)
     _refuse_if_needed(s, "service", svc.id, svc.name)
-    audit.record(s, actor=actor, action="delete", entity_type="service", entity_id=svc.id,
-                 before=audit.snapshot(svc, SERVICE_FIELDS), after=None, at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="delete",
+        entity_type="service",
+        entity_id=svc.id,
+        before=audit.snapshot(svc, SERVICE_FIELDS),
+        after=None,
+        at=now,
+    )
     s.delete(svc)
 
 
@@ -130,8 +156,16 @@ def create_ci(s: Session, data: CIIn, *, actor: Actor, now: datetime) -> ConfigI
     ci = ConfigItem(**values, created_at=now, updated_at=now)
     s.add(ci)
     s.flush()
-    audit.record(s, actor=actor, action="create", entity_type="ci", entity_id=ci.id,
-                 before=None, after=audit.snapshot(ci, CI_FIELDS), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="create",
+        entity_type="ci",
+        entity_id=ci.id,
+        before=None,
+        after=audit.snapshot(ci, CI_FIELDS),
+        at=now,
+    )
     return ci
 
 
@@ -151,16 +185,32 @@ def update_ci(s: Session, ci_id: int, data: CIUpdate, *, actor: Actor, now: date
     for k, v in changes.items():
         setattr(ci, k, v)
     ci.updated_at = now
-    audit.record(s, actor=actor, action="update", entity_type="ci", entity_id=ci.id,
-                 before=before, after=audit.snapshot(ci, CI_FIELDS), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="update",
+        entity_type="ci",
+        entity_id=ci.id,
+        before=before,
+        after=audit.snapshot(ci, CI_FIELDS),
+        at=now,
+    )
     return ci
 
 
 def delete_ci(s: Session, ci_id: int, *, actor: Actor, now: datetime) -> None:
     ci = get_ci(s, ci_id)
     _refuse_if_needed(s, "ci", ci.id, ci.name)
-    audit.record(s, actor=actor, action="delete", entity_type="ci", entity_id=ci.id,
-                 before=audit.snapshot(ci, CI_FIELDS), after=None, at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="delete",
+        entity_type="ci",
+        entity_id=ci.id,
+        before=audit.snapshot(ci, CI_FIELDS),
+        after=None,
+        at=now,
+    )
     s.delete(ci)
 
 
@@ -168,7 +218,9 @@ def delete_ci(s: Session, ci_id: int, *, actor: Actor, now: datetime) -> None:
 
 
 def _node(s: Session, kind: NodeKind, node_id: int, field: str) -> Service | ConfigItem:
-    obj = s.get(Service if kind == "service" else ConfigItem, node_id)
+    obj: Service | ConfigItem | None = (
+        s.get(Service, node_id) if kind == "service" else s.get(ConfigItem, node_id)
+    )
     if obj is None:
         raise invalid(field, f"no {kind} with id {node_id}")
     return obj
@@ -214,30 +266,52 @@ def create_relationship(s: Session, data: RelationshipIn, *, actor: Actor, now: 
     setattr(rel, f"target_{data.target_type}_id", data.target_id)
     s.add(rel)
     s.flush()
-    audit.record(s, actor=actor, action="create", entity_type="relationship", entity_id=rel.id,
-                 before=None, after=relationship_dict(s, rel), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="create",
+        entity_type="relationship",
+        entity_id=rel.id,
+        before=None,
+        after=relationship_dict(s, rel),
+        at=now,
+    )
     return rel
 
 
 def delete_relationship(s: Session, rel_id: int, *, actor: Actor, now: datetime) -> None:
     rel = get_relationship(s, rel_id)
-    audit.record(s, actor=actor, action="delete", entity_type="relationship", entity_id=rel.id,
-                 before=relationship_dict(s, rel), after=None, at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="delete",
+        entity_type="relationship",
+        entity_id=rel.id,
+        before=relationship_dict(s, rel),
+        after=None,
+        at=now,
+    )
     s.delete(rel)
 
 
 def relationship_ends(rel: Relationship) -> tuple[tuple[NodeKind, int], tuple[NodeKind, int]]:
     src: tuple[NodeKind, int] = (
-        ("service", rel.source_service_id) if rel.source_service_id is not None else ("ci", rel.source_ci_id or 0)
+        ("service", rel.source_service_id)
+        if rel.source_service_id is not None
+        else ("ci", rel.source_ci_id or 0)
     )
     tgt: tuple[NodeKind, int] = (
-        ("service", rel.target_service_id) if rel.target_service_id is not None else ("ci", rel.target_ci_id or 0)
+        ("service", rel.target_service_id)
+        if rel.target_service_id is not None
+        else ("ci", rel.target_ci_id or 0)
     )
     return src, tgt
 
 
 def node_name(s: Session, kind: NodeKind, node_id: int) -> str:
-    obj = s.get(Service if kind == "service" else ConfigItem, node_id)
+    obj: Service | ConfigItem | None = (
+        s.get(Service, node_id) if kind == "service" else s.get(ConfigItem, node_id)
+    )
     return obj.name if obj is not None else f"{kind}#{node_id}"
 
 
@@ -260,9 +334,7 @@ def relationship_dict(s: Session, rel: Relationship) -> dict[str, Any]:
 def dependents(s: Session, kind: NodeKind, node_id: int) -> list[str]:
     """Names of what depends on or runs on this node."""
     rels = s.scalars(
-        select(Relationship).where(
-            _cols(kind, "target") == node_id, Relationship.type.in_(DEPENDENCY_TYPES)
-        )
+        select(Relationship).where(_cols(kind, "target") == node_id, Relationship.type.in_(DEPENDENCY_TYPES))
     )
     out = []
     for rel in rels:
@@ -286,5 +358,7 @@ def _refuse_if_needed(s: Session, kind: NodeKind, node_id: int, name: str) -> No
 
 def owned_by_team(s: Session, team_id: int) -> list[str]:
     names = [f"service {n}" for n in s.scalars(select(Service.name).where(Service.owner_team_id == team_id))]
-    names += [f"ci {n}" for n in s.scalars(select(ConfigItem.name).where(ConfigItem.owner_team_id == team_id))]
+    names += [
+        f"ci {n}" for n in s.scalars(select(ConfigItem.name).where(ConfigItem.owner_team_id == team_id))
+    ]
     return names

@@ -16,8 +16,8 @@ class Role(StrEnum):
     def rank(self) -> int:
         return _RANK[self]
 
-    def at_least(self, other: Role) -> bool:
-        return self.rank >= other.rank
+    def at_least(self, other: Role | str) -> bool:
+        return self.rank >= Role(other).rank
 
 
 _RANK = {Role.viewer: 0, Role.responder: 1, Role.manager: 2, Role.admin: 3}
@@ -29,7 +29,7 @@ class Actor:
     label: str
     role: Role
 
-    def can(self, role: Role) -> bool:
+    def can(self, role: Role | str) -> bool:
         return self.role.at_least(role)
 
 

@@ -18,7 +18,9 @@ router = APIRouter(tags=["incidents"])
 @router.get("/incidents", response_model=Page[IncidentOut])
 def list_incidents(
     ctx: Ctx = Depends(api()),
-    status: Annotated[list[str] | None, Query(description="triggered, acknowledged, resolved, or open")] = None,
+    status: Annotated[
+        list[str] | None, Query(description="triggered, acknowledged, resolved, or open")
+    ] = None,
     service_id: int | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -30,7 +32,11 @@ def list_incidents(
             wanted += list(service.OPEN) if part == "open" else [part]
     with ctx.session() as s:
         rows = service.list_incidents(
-            s, status=wanted or None, service_id=service_id, before_id=parse_cursor(cursor) or None, limit=limit
+            s,
+            status=wanted or None,
+            service_id=service_id,
+            before_id=parse_cursor(cursor) or None,
+            limit=limit,
         )
         return {"items": rows, "next_cursor": next_cursor(rows, limit)}
 

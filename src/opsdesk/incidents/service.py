@@ -62,17 +62,33 @@ def timeline(s: Session, incident_id: int) -> list[TimelineEntry]:
 
 
 def add_timeline(
-    s: Session, incident_id: int, *, kind: str, message: str, at: datetime, actor: str = "opsdesk",
+    s: Session,
+    incident_id: int,
+    *,
+    kind: str,
+    message: str,
+    at: datetime,
+    actor: str = "opsdesk",
     data: dict[str, Any] | None = None,
 ) -> None:
-    s.add(TimelineEntry(incident_id=incident_id, at=at, kind=kind, actor=actor, message=message, data=data or {}))
+    s.add(
+        TimelineEntry(
+            incident_id=incident_id, at=at, kind=kind, actor=actor, message=message, data=data or {}
+        )
+    )
 
 
 # --- the pipeline stage: alerts become incidents -----------------------------------------------
 
 
 def on_alert_fired(
-    s: Session, *, alert_id: int, summary: str, severity: str, service_id: int | None, source: str,
+    s: Session,
+    *,
+    alert_id: int,
+    summary: str,
+    severity: str,
+    service_id: int | None,
+    source: str,
     now: datetime,
 ) -> int:
     """Attach a new alert to its service's open incident, or open one. Returns the incident id."""
@@ -85,8 +101,14 @@ def on_alert_fired(
             .limit(1)
         )
     if inc is not None:
-        add_timeline(s, inc.id, kind="alert", at=now, message=f"Alert joined: {summary}",
-                     data={"alert_id": alert_id, "source": source})
+        add_timeline(
+            s,
+            inc.id,
+            kind="alert",
+            at=now,
+            message=f"Alert joined: {summary}",
+            data={"alert_id": alert_id, "source": source},
+        )
         inc.updated_at = now
         return inc.id
     inc = Incident(
@@ -100,8 +122,14 @@ def on_alert_fired(
     s.add(inc)
     s.flush()
     metrics.INCIDENTS_OPENED.inc()
-    add_timeline(s, inc.id, kind="opened", at=now, message=f"Incident opened by alert from {source}: {summary}",
-                 data={"alert_id": alert_id, "source": source})
+    add_timeline(
+        s,
+        inc.id,
+        kind="opened",
+        at=now,
+        message=f"Incident opened by alert from {source}: {summary}",
+        data={"alert_id": alert_id, "source": source},
+    )
     _notify(s, inc, "opened", now)
     return inc.id
 
@@ -110,14 +138,22 @@ def on_alert_resolved(
     s: Session, *, incident_id: int, alert_id: int, summary: str, still_firing: int, now: datetime
 ) -> None:
     inc = get_incident(s, incident_id)
-    add_timeline(s, inc.id, kind="alert_resolved", at=now, message=f"Alert resolved: {summary}",
-                 data={"alert_id": alert_id})
+    add_timeline(
+        s,
+        inc.id,
+        kind="alert_resolved",
+        at=now,
+        message=f"Alert resolved: {summary}",
+        data={"alert_id": alert_id},
+    )
     inc.updated_at = now
     if still_firing == 0 and inc.status != IncidentStatus.resolved.value:
         inc.status = IncidentStatus.resolved.value
         inc.resolved_at = now
         inc.resolved_by_id = None
-        add_timeline(s, inc.id, kind="resolved", at=now, message="Resolved automatically: every alert recovered")
+        add_timeline(
+            s, inc.id, kind="resolved", at=now, message="Resolved automatically: every alert recovered"
+        )
         _notify(s, inc, "resolved", now)
 
 
@@ -134,8 +170,14 @@ def acknowledge(s: Session, incident_id: int, *, actor: Actor, now: datetime, no
     inc.acknowledged_at = now
     inc.acknowledged_by_id = actor.id
     inc.updated_at = now
-    add_timeline(s, inc.id, kind="acknowledged", at=now, actor=actor.label,
-                 message=f"Acknowledged by {actor.label}" + (f": {note}" if note else ""))
+    add_timeline(
+        s,
+        inc.id,
+        kind="acknowledged",
+        at=now,
+        actor=actor.label,
+        message=f"Acknowledged by {actor.label}" + (f": {note}" if note else ""),
+    )
     return inc
 
 
@@ -168,17 +210,29 @@ def _notify(s: Session, inc: Incident, what: str, now: datetime) -> None:
     from opsdesk.notify import service as notify
 
     if inc.service_id is None:
-        add_timeline(s, inc.id, kind="notification", at=now, message="Nobody notified: the incident has no service")
+        add_timeline(
+            s, inc.id, kind="notification", at=now, message="Nobody notified: the incident has no service"
+        )
         return
     svc = cmdb.get_service(s, inc.service_id)
     if svc.owner_team_id is None:
-        add_timeline(s, inc.id, kind="notification", at=now,
-                     message=f"Nobody notified: service {svc.name} has no owner team")
+        add_timeline(
+            s,
+            inc.id,
+            kind="notification",
+            at=now,
+            message=f"Nobody notified: service {svc.name} has no owner team",
+        )
         return
     recipients = auth.team_member_emails(s, svc.owner_team_id)
     if not recipients:
-        add_timeline(s, inc.id, kind="notification", at=now,
-                     message=f"Nobody notified: the owner team of {svc.name} has no members")
+        add_timeline(
+            s,
+            inc.id,
+            kind="notification",
+            at=now,
+            message=f"Nobody notified: the owner team of {svc.name} has no members",
+        )
         return
     subject, body = _message(inc, what, svc.name)
     for user_id, email in recipients:
@@ -192,8 +246,13 @@ def _notify(s: Session, inc: Incident, what: str, now: datetime) -> None:
             incident_id=inc.id,
             now=now,
         )
-    add_timeline(s, inc.id, kind="notification", at=now,
-                 message=f"E-mail ({what}) queued for {', '.join(e for _, e in recipients)}")
+    add_timeline(
+        s,
+        inc.id,
+        kind="notification",
+        at=now,
+        message=f"E-mail ({what}) queued for {', '.join(e for _, e in recipients)}",
+    )
 
 
 def _message(inc: Incident, what: str, service_name: str) -> tuple[str, str]:

@@ -21,7 +21,9 @@ def incident_list(request: Request, ctx: Ctx = Depends(page()), show: str = "ope
         status = list(service.OPEN) if show == "open" else None
         rows = service.list_incidents(s, status=status, limit=200)
         services = {svc.id: svc.name for svc in cmdb.list_services(s, limit=500)}
-    return render(request, ctx, "incidents/list.html", nav="incidents", incidents=rows, services=services, show=show)
+    return render(
+        request, ctx, "incidents/list.html", nav="incidents", incidents=rows, services=services, show=show
+    )
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
@@ -30,8 +32,14 @@ def incident_detail(request: Request, incident_id: int, ctx: Ctx = Depends(page(
         inc = service.get_incident(s, incident_id)
         svc = cmdb.get_service(s, inc.service_id) if inc.service_id else None
         return render(
-            request, ctx, "incidents/detail.html", nav="incidents", inc=inc, service=svc,
-            timeline=service.timeline(s, inc.id), alerts=alerts.list_alerts(s, incident_id=inc.id, limit=100),
+            request,
+            ctx,
+            "incidents/detail.html",
+            nav="incidents",
+            inc=inc,
+            service=svc,
+            timeline=service.timeline(s, inc.id),
+            alerts=alerts.list_alerts(s, incident_id=inc.id, limit=100),
         )
 
 
@@ -48,7 +56,9 @@ def _next(next: str, incident_id: int) -> str:
 
 @router.post("/incidents/{incident_id}/ack")
 def incident_ack(
-    incident_id: int, ctx: Ctx = Depends(page(Role.responder)), next: Annotated[str, Form()] = "",
+    incident_id: int,
+    ctx: Ctx = Depends(page(Role.responder)),
+    next: Annotated[str, Form()] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     with ctx.session() as s:
@@ -59,7 +69,9 @@ def incident_ack(
 
 @router.post("/incidents/{incident_id}/resolve")
 def incident_resolve(
-    incident_id: int, ctx: Ctx = Depends(page(Role.responder)), next: Annotated[str, Form()] = "",
+    incident_id: int,
+    ctx: Ctx = Depends(page(Role.responder)),
+    next: Annotated[str, Form()] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     with ctx.session() as s:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
@@ -33,7 +34,8 @@ class Scheduler:
         self._buffer: list[tuple[int, datetime, CheckOutcome]] = []
         self._http: aiohttp.ClientSession | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self.on_events = None  # set by the runtime: called after results produced events
+        # Set by the runtime: called after results produced events, to wake the pipeline.
+        self.on_events: Callable[[], None] | None = None
 
     async def _ctx(self) -> ProbeContext:
         if self._http is None or self._http.closed:

@@ -13,7 +13,9 @@ class MonitorIn(In):
     name: Name
     type: str = "http"
     target: str = Field(min_length=1, max_length=2000, description="For http: the URL to request.")
-    config: dict[str, Any] = Field(default_factory=dict, description="Type-specific settings, e.g. expected_status.")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Type-specific settings, e.g. expected_status."
+    )
     interval_seconds: int = Field(default=60, ge=1, le=86_400)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     failures_before_down: int = Field(default=3, ge=1, le=100)

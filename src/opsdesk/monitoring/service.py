@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from opsdesk.audit import service as audit
@@ -18,8 +18,17 @@ from opsdesk.monitoring.models import CheckResult, Monitor, MonitorStatus
 from opsdesk.monitoring.schemas import MonitorIn, MonitorUpdate
 
 FIELDS = [
-    "name", "type", "target", "config", "interval_seconds", "timeout_seconds", "failures_before_down",
-    "service_id", "ci_id", "severity", "enabled",
+    "name",
+    "type",
+    "target",
+    "config",
+    "interval_seconds",
+    "timeout_seconds",
+    "failures_before_down",
+    "service_id",
+    "ci_id",
+    "severity",
+    "enabled",
 ]
 
 
@@ -35,7 +44,12 @@ def get_monitor_by_name(s: Session, name: str) -> Monitor | None:
 
 
 def list_monitors(
-    s: Session, *, after_id: int = 0, limit: int = 100, status: str | None = None, service_id: int | None = None
+    s: Session,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+    status: str | None = None,
+    service_id: int | None = None,
 ) -> list[Monitor]:
     q = select(Monitor).where(Monitor.id > after_id).order_by(Monitor.id).limit(limit)
     if status:
@@ -61,12 +75,12 @@ def _validated(type_name: str, target: str, config: dict[str, Any]) -> tuple[str
     try:
         cfg = check.config_model.model_validate(config)
     except ValidationError as exc:
-        errors = [
-            FieldError("config." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()
-        ]
+        errors = [FieldError("config." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
         raise OpsdeskError(
             detail="invalid monitor config: " + "; ".join(f"{e.field}: {e.message}" for e in errors),
-            status=422, title="Invalid input", errors=errors,
+            status=422,
+            title="Invalid input",
+            errors=errors,
         ) from None
     return target, cfg.model_dump()
 
@@ -104,17 +118,35 @@ def create_monitor(s: Session, data: MonitorIn, *, actor: Actor, now: datetime) 
     s.add(m)
     s.flush()
     m.next_check_at = now if data.enabled else None
-    audit.record(s, actor=actor, action="create", entity_type="monitor", entity_id=m.id,
-                 before=None, after=audit.snapshot(m, FIELDS), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="create",
+        entity_type="monitor",
+        entity_id=m.id,
+        before=None,
+        after=audit.snapshot(m, FIELDS),
+        at=now,
+    )
     return m
 
 
-def update_monitor(s: Session, monitor_id: int, data: MonitorUpdate, *, actor: Actor, now: datetime) -> Monitor:
+def update_monitor(
+    s: Session, monitor_id: int, data: MonitorUpdate, *, actor: Actor, now: datetime
+) -> Monitor:
     m = get_monitor(s, monitor_id)
     before = audit.snapshot(m, FIELDS)
     changes = data.model_dump(exclude_unset=True)
-    for required in ("name", "target", "config", "interval_seconds", "timeout_seconds",
-                     "failures_before_down", "severity", "enabled"):
+    for required in (
+        "name",
+        "target",
+        "config",
+        "interval_seconds",
+        "timeout_seconds",
+        "failures_before_down",
+        "severity",
+        "enabled",
+    ):
         if required in changes and changes[required] is None:
             raise invalid(required, "must not be null")
     if "name" in changes and changes["name"] != m.name and get_monitor_by_name(s, changes["name"]):
@@ -141,8 +173,16 @@ def update_monitor(s: Session, monitor_id: int, data: MonitorUpdate, *, actor: A
     elif m.enabled and ("interval_seconds" in changes or "target" in changes):
         m.next_check_at = now
     m.updated_at = now
-    audit.record(s, actor=actor, action="update", entity_type="monitor", entity_id=m.id,
-                 before=before, after=audit.snapshot(m, FIELDS), at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="update",
+        entity_type="monitor",
+        entity_id=m.id,
+        before=before,
+        after=audit.snapshot(m, FIELDS),
+        at=now,
+    )
     return m
 
 
@@ -151,16 +191,26 @@ def delete_monitor(s: Session, monitor_id: int, *, actor: Actor, now: datetime) 
     if m.status == MonitorStatus.down.value:
         # Its alert would otherwise fire forever with nothing left to resolve it.
         _emit(s, m, firing=False, now=now, summary=f"{m.name}: monitor deleted")
-    audit.record(s, actor=actor, action="delete", entity_type="monitor", entity_id=m.id,
-                 before=audit.snapshot(m, FIELDS), after=None, at=now)
+    audit.record(
+        s,
+        actor=actor,
+        action="delete",
+        entity_type="monitor",
+        entity_id=m.id,
+        before=audit.snapshot(m, FIELDS),
+        after=None,
+        at=now,
+    )
     s.delete(m)
 
 
 def recent_results(s: Session, monitor_id: int, limit: int = 50) -> list[CheckResult]:
     return list(
         s.scalars(
-            select(CheckResult).where(CheckResult.monitor_id == monitor_id).order_by(CheckResult.at.desc(),
-                                                                                     CheckResult.id.desc()).limit(limit)
+            select(CheckResult)
+            .where(CheckResult.monitor_id == monitor_id)
+            .order_by(CheckResult.at.desc(), CheckResult.id.desc())
+            .limit(limit)
         )
     )
 
@@ -242,7 +292,7 @@ def record_results(s: Session, results: list[tuple[int, datetime, CheckOutcome]]
         if t is not None:
             transitions.append(t)
     if rows:
-        s.execute(CheckResult.__table__.insert(), rows)
+        s.execute(insert(CheckResult), rows)
     return transitions
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -17,7 +17,7 @@ from opsdesk.web.render import back, render
 router = APIRouter()
 
 
-def _list_context(ctx: Ctx, status: str | None) -> dict[str, object]:
+def _list_context(ctx: Ctx, status: str | None) -> dict[str, Any]:
     with ctx.session() as s:
         return {
             "monitors": service.list_monitors(s, status=status or None, limit=500),
@@ -29,9 +29,10 @@ def _list_context(ctx: Ctx, status: str | None) -> dict[str, object]:
 @router.get("/monitors", response_class=HTMLResponse)
 def monitor_list(request: Request, ctx: Ctx = Depends(page()), status: str | None = None) -> HTMLResponse:
     data = _list_context(ctx, status)
-    names = {svc.id: svc.name for svc in data["services"]}  # type: ignore[attr-defined]
-    return render(request, ctx, "monitoring/list.html", nav="monitors", service_names=names, form={}, errors={},
-                  **data)
+    names = {svc.id: svc.name for svc in data["services"]}
+    return render(
+        request, ctx, "monitoring/list.html", nav="monitors", service_names=names, form={}, errors={}, **data
+    )
 
 
 @router.post("/monitors", response_model=None)
@@ -47,17 +48,26 @@ def monitor_create(
     service_id: Annotated[str, Form()] = "",
 ) -> Response:
     form = {
-        "name": name, "target": target, "expected_status": expected_status, "interval_seconds": interval_seconds,
-        "timeout_seconds": timeout_seconds, "failures_before_down": failures_before_down, "service_id": service_id,
+        "name": name,
+        "target": target,
+        "expected_status": expected_status,
+        "interval_seconds": interval_seconds,
+        "timeout_seconds": timeout_seconds,
+        "failures_before_down": failures_before_down,
+        "service_id": service_id,
     }
     errors: dict[str, str] = {}
     try:
         data = MonitorIn.model_validate(
             {
-                "name": name, "type": "http", "target": target,
+                "name": name,
+                "type": "http",
+                "target": target,
                 "config": {"expected_status": expected_status},
-                "interval_seconds": interval_seconds, "timeout_seconds": timeout_seconds,
-                "failures_before_down": failures_before_down, "service_id": service_id or None,
+                "interval_seconds": interval_seconds,
+                "timeout_seconds": timeout_seconds,
+                "failures_before_down": failures_before_down,
+                "service_id": service_id or None,
             }
         )
         with ctx.session() as s:
@@ -73,9 +83,18 @@ def monitor_create(
         else:
             errors["form"] = exc.detail
     data_ctx = _list_context(ctx, None)
-    names = {svc.id: svc.name for svc in data_ctx["services"]}  # type: ignore[attr-defined]
-    return render(request, ctx, "monitoring/list.html", status_code=422, nav="monitors", service_names=names,
-                  form=form, errors=errors, **data_ctx)
+    names = {svc.id: svc.name for svc in data_ctx["services"]}
+    return render(
+        request,
+        ctx,
+        "monitoring/list.html",
+        status_code=422,
+        nav="monitors",
+        service_names=names,
+        form=form,
+        errors=errors,
+        **data_ctx,
+    )
 
 
 @router.get("/monitors/{monitor_id}", response_class=HTMLResponse)
@@ -90,7 +109,9 @@ def monitor_detail(request: Request, monitor_id: int, ctx: Ctx = Depends(page())
 @router.post("/monitors/{monitor_id}/pause")
 def monitor_pause(monitor_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
     with ctx.session() as s:
-        m = service.update_monitor(s, monitor_id, MonitorUpdate(enabled=False), actor=ctx.actor, now=ctx.now())
+        m = service.update_monitor(
+            s, monitor_id, MonitorUpdate(enabled=False), actor=ctx.actor, now=ctx.now()
+        )
         return back(f"/monitors/{m.id}", f"{m.name} paused")
 
 

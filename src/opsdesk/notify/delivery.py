@@ -62,17 +62,28 @@ class Notifier:
                     text = f"E-mail sent to {m.recipient}: {m.subject}"
                 else:
                     row = service.mark_failed(
-                        s, m.id, error, now=now,
+                        s,
+                        m.id,
+                        error,
+                        now=now,
                         max_attempts=self.settings.notify_max_attempts,
                         backoff_seconds=self.settings.notify_backoff_seconds,
                     )
                     metrics.NOTIFICATIONS.labels(m.channel, "failed").inc()
-                    log.warning("delivery failed", extra={"recipient": m.recipient, "error": error,
-                                                          "attempt": row.attempts})
+                    log.warning(
+                        "delivery failed",
+                        extra={"recipient": m.recipient, "error": error, "attempt": row.attempts},
+                    )
                     text = f"Delivery to {m.recipient} failed (attempt {row.attempts}): {error}"
                     if row.status == "dead":
                         text += "; gave up"
                 if m.incident_id is not None:
-                    incidents.add_timeline(s, m.incident_id, kind="notification", at=now, message=text,
-                                           data={"outbox_id": m.id, "channel": m.channel})
+                    incidents.add_timeline(
+                        s,
+                        m.incident_id,
+                        kind="notification",
+                        at=now,
+                        message=text,
+                        data={"outbox_id": m.id, "channel": m.channel},
+                    )
             metrics.OUTBOX_PENDING.set(service.pending_count(s))

@@ -85,8 +85,17 @@ def claim_due(s: Session, *, now: datetime, limit: int = 100, lease_seconds: flo
     for m in s.scalars(q):
         m.lease_until = now + timedelta(seconds=lease_seconds)
         out.append(
-            Claimed(m.id, m.channel, m.recipient, m.subject, m.body, m.idempotency_key, m.incident_id,
-                    m.attempts, dict(m.data))
+            Claimed(
+                m.id,
+                m.channel,
+                m.recipient,
+                m.subject,
+                m.body,
+                m.idempotency_key,
+                m.incident_id,
+                m.attempts,
+                dict(m.data),
+            )
         )
     return out
 
@@ -137,7 +146,9 @@ def _get(s: Session, message_id: int) -> OutboxMessage:
 def pending_count(s: Session) -> int:
     return (
         s.scalar(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == OutboxStatus.pending.value)
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.status == OutboxStatus.pending.value)
         )
         or 0
     )

@@ -53,7 +53,9 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.scheduler.run(self.stop_event), name="probes"))
         if "pipeline" in self.roles:
             self._tasks.append(
-                asyncio.create_task(self.pipeline.run(self.stop_event, after=self.notify_wake), name="pipeline")
+                asyncio.create_task(
+                    self.pipeline.run(self.stop_event, after=self.notify_wake), name="pipeline"
+                )
             )
         if "notify" in self.roles:
             self._tasks.append(asyncio.create_task(self._notify_loop(), name="notify"))

@@ -37,7 +37,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def templates() -> Jinja2Templates:
-    dirs = [PKG / "web" / "templates"] + [p for p in sorted(PKG.glob("*/templates")) if p.parent.name != "web"]
+    dirs = [PKG / "web" / "templates"] + [
+        p for p in sorted(PKG.glob("*/templates")) if p.parent.name != "web"
+    ]
     t = Jinja2Templates(directory=str(dirs[0]))
     t.env.loader = ChoiceLoader([FileSystemLoader(str(d)) for d in dirs])
     filters.install(t.env)
@@ -64,7 +66,8 @@ def create_app(
         runtime = Runtime(settings, db, clock, background)
         app.state.runtime = runtime
         writer: BatchWriter[object, int] = BatchWriter(
-            db, lambda s, items: store_events(s, items, now=clock.now()),  # type: ignore[arg-type]
+            db,
+            lambda s, items: store_events(s, items, now=clock.now()),  # type: ignore[arg-type]
             on_commit=runtime.wake_pipeline,
         )
         app.state.event_writer = writer
@@ -93,7 +96,14 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
-    for router in (auth_router, cmdb_router, monitoring_router, alerts_router, incidents_router, audit_router):
+    for router in (
+        auth_router,
+        cmdb_router,
+        monitoring_router,
+        alerts_router,
+        incidents_router,
+        audit_router,
+    ):
         app.include_router(router, prefix="/api/v1")
 
     @app.get("/healthz", tags=["system"])

@@ -92,7 +92,9 @@ async def _check_csrf(request: Request, who: _Who) -> None:
         form = await request.form()
         sent = str(form.get("csrf_token", ""))
     if not sent or not constant_time_equals(sent, who.csrf):
-        raise OpsdeskError(detail="missing or wrong CSRF token; reload the page", status=403, title="Forbidden")
+        raise OpsdeskError(
+            detail="missing or wrong CSRF token; reload the page", status=403, title="Forbidden"
+        )
 
 
 def _ctx(request: Request, who: _Who) -> Ctx:

@@ -26,13 +26,19 @@ def _wants_html(request: Request) -> bool:
 
 
 def problem(
-    request: Request, status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None,
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
     **extra: Any,
 ) -> Response:
     if _wants_html(request):
         templates = request.app.state.templates
         return templates.TemplateResponse(
-            request, "error.html", {"status": status, "title": title, "detail": detail, "errors": errors or []},
+            request,
+            "error.html",
+            {"status": status, "title": title, "detail": detail, "errors": errors or []},
             status_code=status,
         )
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}

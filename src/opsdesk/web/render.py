@@ -18,8 +18,11 @@ def render(
     context.setdefault("flash", request.query_params.get("flash"))
     context.setdefault("flash_kind", request.query_params.get("kind", "ok"))
     now = ctx.now() if ctx else request.app.state.clock.now()
-    return templates.TemplateResponse(  # type: ignore[no-any-return]
-        request, template, {"ctx": ctx, "version": __version__, "now": now, **context}, status_code=status_code
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"ctx": ctx, "version": __version__, "now": now, **context},
+        status_code=status_code,
     )
 
 

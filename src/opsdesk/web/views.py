@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -55,11 +55,22 @@ async def login(
 
     token = await run_in_threadpool(attempt)
     if token is None:
-        return render(request, None, "login.html", status_code=401, next=_safe_next(next), email=email,
-                      error="Wrong e-mail or password.")
+        return render(
+            request,
+            None,
+            "login.html",
+            status_code=401,
+            next=_safe_next(next),
+            email=email,
+            error="Wrong e-mail or password.",
+        )
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="lax", max_age=st.settings.session_hours * 3600,
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        max_age=st.settings.session_hours * 3600,
         secure=st.settings.base_url.startswith("https://"),
     )
     return resp
@@ -76,7 +87,7 @@ def logout(request: Request, ctx: Ctx = Depends(page())) -> Response:
     return resp
 
 
-def _dashboard_data(ctx: Ctx) -> dict[str, object]:
+def _dashboard_data(ctx: Ctx) -> dict[str, Any]:
     with ctx.session() as s:
         open_incidents = incidents.list_incidents(s, status=list(incidents.OPEN), limit=50)
         monitors = monitoring.list_monitors(s, limit=500)

@@ -1,0 +1,78 @@
+"""Real peers for tests: an HTTP server that can be stopped and started, and an SMTP sink."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+from email.message import Message
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+
+from tests.conftest import free_port
+
+
+class TargetServer:
+    """A loopback HTTP server answering ``status`` on every path; stop() and start() it at will."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.port = free_port()
+        self.hits = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        return web.Response(status=self.status, text="ok" if self.status < 400 else "failing")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps every message it receives."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.handler = _Sink()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.handler.messages
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Message]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.messages) < count and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return self.messages
