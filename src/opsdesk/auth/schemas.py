@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import Field
 
 from opsdesk.core.actor import Role
-from opsdesk.core.schemas import Email, In, Name, Out, Text
+from opsdesk.core.schemas import Email, In, Name, Out, ShortName, Text
 
 
 class UserIn(In):
@@ -32,13 +32,13 @@ class UserOut(Out):
 
 
 class TeamIn(In):
-    name: Name
+    name: ShortName
     description: Text = ""
     member_ids: list[int] = Field(default_factory=list)
 
 
 class TeamUpdate(In):
-    name: Name | None = None
+    name: ShortName | None = None
     description: Text | None = None
     member_ids: list[int] | None = None
 
@@ -52,7 +52,7 @@ class TeamOut(Out):
 
 
 class TokenIn(In):
-    name: Name
+    name: ShortName
     user_id: int | None = None
 
 

@@ -1,25 +1,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from opsdesk.cmdb.models import CIClass, RelationType
-from opsdesk.core.schemas import Attributes, In, Name, Out, Text
+from opsdesk.core.schemas import Attributes, In, Name, Out, ShortName, Text
 
 NodeKind = Literal["service", "ci"]
 
 
 class ServiceIn(In):
-    name: Name
+    name: ShortName
     description: Text = ""
     owner_team_id: int | None = None
     attributes: Attributes
 
 
 class ServiceUpdate(In):
-    name: Name | None = None
+    name: ShortName | None = None
     description: Text | None = None
     owner_team_id: int | None = None
     attributes: dict[str, Any] | None = None
@@ -72,7 +72,7 @@ class RelationshipIn(In):
     source_id: int
     target_type: NodeKind
     target_id: int
-    description: Text = ""
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
 class RelationshipOut(Out):

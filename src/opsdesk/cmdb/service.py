@@ -31,6 +31,17 @@ def _check_team(s: Session, team_id: int | None) -> None:
         raise invalid("owner_team_id", f"no team with id {team_id}") from None
 
 
+def _refuse_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
+    for f in fields:
+        if f in changes and changes[f] is None:
+            raise invalid("class" if f == "ci_class" else f, "must not be null")
+
+
+def _like(q: str) -> str:
+    """A LIKE pattern that matches ``q`` literally anywhere (``%`` and ``_`` are not wildcards)."""
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 # --- services ----------------------------------------------------------------------------------
 
 
@@ -54,7 +65,7 @@ def service_ids_by_name(s: Session, names: set[str]) -> dict[str, int]:
 def list_services(s: Session, *, after_id: int = 0, limit: int = 100, q: str | None = None) -> list[Service]:
     query = select(Service).where(Service.id > after_id).order_by(Service.id).limit(limit)
     if q:
-        query = query.where(Service.name.ilike(f"%{q}%"))
+        query = query.where(Service.name.ilike(_like(q), escape="\\"))
     return list(s.scalars(query))
 
 
@@ -84,14 +95,13 @@ def update_service(
     svc = get_service(s, service_id)
     before = audit.snapshot(svc, SERVICE_FIELDS)
     changes = data.model_dump(exclude_unset=True)
-    if "name" in changes and changes["name"] is None:
-        raise invalid("name", "must not be null")
+    _refuse_nulls(changes, ("name", "description", "attributes"))
     if changes.get("name") and changes["name"] != svc.name and get_service_by_name(s, changes["name"]):
         raise conflict(f"a service named {changes['name']!r} already exists")
     if "owner_team_id" in changes:
         _check_team(s, changes["owner_team_id"])
     for k, v in changes.items():
-        setattr(svc, k, v if v is not None or k == "owner_team_id" else getattr(svc, k))
+        setattr(svc, k, v)
     svc.updated_at = now
     audit.record(
         s,
@@ -109,6 +119,7 @@ def update_service(
 def delete_service(s: Session, service_id: int, *, actor: Actor, now: datetime) -> None:
     svc = get_service(s, service_id)
     _refuse_if_needed(s, "service", svc.id, svc.name)
+    _delete_edges(s, "service", svc.id, actor=actor, now=now)
     audit.record(
         s,
         actor=actor,
@@ -143,7 +154,7 @@ def list_cis(
     if ci_class:
         query = query.where(ConfigItem.ci_class == ci_class)
     if q:
-        query = query.where(ConfigItem.name.ilike(f"%{q}%"))
+        query = query.where(ConfigItem.name.ilike(_like(q), escape="\\"))
     return list(s.scalars(query))
 
 
@@ -173,9 +184,7 @@ def update_ci(s: Session, ci_id: int, data: CIUpdate, *, actor: Actor, now: date
     ci = get_ci(s, ci_id)
     before = audit.snapshot(ci, CI_FIELDS)
     changes: dict[str, Any] = data.model_dump(exclude_unset=True)
-    for required in ("name", "ci_class"):
-        if required in changes and changes[required] is None:
-            raise invalid("class" if required == "ci_class" else required, "must not be null")
+    _refuse_nulls(changes, ("name", "ci_class", "description", "attributes"))
     if changes.get("name") and changes["name"] != ci.name and get_ci_by_name(s, changes["name"]):
         raise conflict(f"a CI named {changes['name']!r} already exists")
     if "owner_team_id" in changes:
@@ -201,6 +210,7 @@ def update_ci(s: Session, ci_id: int, data: CIUpdate, *, actor: Actor, now: date
 def delete_ci(s: Session, ci_id: int, *, actor: Actor, now: datetime) -> None:
     ci = get_ci(s, ci_id)
     _refuse_if_needed(s, "ci", ci.id, ci.name)
+    _delete_edges(s, "ci", ci.id, actor=actor, now=now)
     audit.record(
         s,
         actor=actor,
@@ -339,7 +349,7 @@ def dependents(s: Session, kind: NodeKind, node_id: int) -> list[str]:
     out = []
     for rel in rels:
         (sk, sid), _ = relationship_ends(rel)
-        out.append(f"{sk} {node_name(s, sk, sid)} ({rel.type})")
+        out.append(f"{_KIND_LABEL[sk]} {node_name(s, sk, sid)} ({rel.type.replace('_', ' ')})")
     return out
 
 
@@ -349,11 +359,20 @@ def _refuse_if_needed(s: Session, kind: NodeKind, node_id: int, name: str) -> No
     needed_by = dependents(s, kind, node_id)
     needed_by += [f"monitor {m}" for m in monitoring.monitors_referencing(s, kind, node_id)]
     if needed_by:
+        count = f"{len(needed_by)} item depends" if len(needed_by) == 1 else f"{len(needed_by)} items depend"
         raise conflict(
-            f"{kind} {name!r} cannot be deleted: {len(needed_by)} other item(s) depend on it: "
-            + ", ".join(needed_by[:10]),
+            f"{_KIND_LABEL[kind]} {name!r} cannot be deleted: {count} on it: " + ", ".join(needed_by[:10]),
             dependents=needed_by,
         )
+
+
+_KIND_LABEL = {"service": "service", "ci": "CI"}
+
+
+def _delete_edges(s: Session, kind: NodeKind, node_id: int, *, actor: Actor, now: datetime) -> None:
+    """Delete (and audit) the relationships left on a node that is being deleted."""
+    for rel in list_relationships(s, node=(kind, node_id), limit=100_000):
+        delete_relationship(s, rel.id, actor=actor, now=now)
 
 
 def owned_by_team(s: Session, team_id: int) -> list[str]:

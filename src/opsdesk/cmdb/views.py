@@ -49,12 +49,12 @@ def format_attributes(attrs: dict[str, Any]) -> str:
 
 
 def parse_attributes(text: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``key=value`` lines to a dict; a value shown unchanged keeps its original (possibly non-string) type."""
+    """``key=value`` lines to a dict; a value left as shown keeps its original (maybe non-string) type."""
     current = current or {}
     out: dict[str, Any] = {}
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if not line:
             continue
         key, sep, value = line.partition("=")
         key, value = key.strip(), value.strip()
@@ -66,8 +66,9 @@ def parse_attributes(text: str, current: dict[str, Any] | None = None) -> dict[s
     return out
 
 
-def _collect(exc: ValidationError | OpsdeskError, errors: Errors, *, rename: dict[str, str],
-             conflict_field: str) -> int:
+def _collect(
+    exc: ValidationError | OpsdeskError, errors: Errors, *, rename: dict[str, str], conflict_field: str
+) -> int:
     """Put the messages of ``exc`` under form field names; return the status to answer with."""
     if isinstance(exc, ValidationError):
         for e in exc.errors():
@@ -99,24 +100,32 @@ def _relationship_rows(s: Session, kind: NodeKind, node_id: int) -> list[dict[st
         outgoing = (d["source_type"], d["source_id"]) == (kind, node_id)
         end = "target" if outgoing else "source"
         other_kind, other_id = d[f"{end}_type"], d[f"{end}_id"]
-        rows.append({
-            "id": d["id"],
-            "type": d["type"],
-            "label": d["type"].replace("_", " "),
-            "outgoing": outgoing,
-            "other_name": d[f"{end}_name"],
-            "other_kind": KIND_LABEL[other_kind],
-            "other_url": _node_url(other_kind, other_id),
-            "description": d["description"],
-        })
+        rows.append(
+            {
+                "id": d["id"],
+                "type": d["type"],
+                "label": d["type"].replace("_", " "),
+                "outgoing": outgoing,
+                "other_name": d[f"{end}_name"],
+                "other_kind": KIND_LABEL[other_kind],
+                "other_url": _node_url(other_kind, other_id),
+                "description": d["description"],
+            }
+        )
     return rows
 
 
 def _node_options(s: Session, kind: NodeKind, node_id: int) -> dict[str, list[tuple[str, str]]]:
-    services = [(f"service:{x.id}", x.name) for x in service.list_services(s, limit=MANY)
-                if (kind, node_id) != ("service", x.id)]
-    cis = [(f"ci:{x.id}", f"{x.name} ({x.ci_class})") for x in service.list_cis(s, limit=MANY)
-           if (kind, node_id) != ("ci", x.id)]
+    services = [
+        (f"service:{x.id}", x.name)
+        for x in service.list_services(s, limit=MANY)
+        if (kind, node_id) != ("service", x.id)
+    ]
+    cis = [
+        (f"ci:{x.id}", f"{x.name} ({x.ci_class})")
+        for x in service.list_cis(s, limit=MANY)
+        if (kind, node_id) != ("ci", x.id)
+    ]
     return {"Services": services, "Configuration items": cis}
 
 
@@ -151,29 +160,39 @@ def _node_form_defaults(node: Service | ConfigItem) -> dict[str, str]:
     return form
 
 
-def _relationship_in(kind: NodeKind, node_id: int, type: str, direction: str, other: str,
-                     description: str) -> RelationshipIn:
+def _relationship_in(
+    kind: NodeKind, node_id: int, type: str, direction: str, other: str, description: str
+) -> RelationshipIn:
     other_kind, _, other_id = other.partition(":")
     if other_kind not in ("service", "ci") or not other_id.isdigit():
         raise invalid("other", "choose the other end of the relationship")
     this = {"type": kind, "id": node_id}
     that = {"type": other_kind, "id": int(other_id)}
     src, tgt = (this, that) if direction != "in" else (that, this)
-    return RelationshipIn.model_validate({
-        "type": type, "source_type": src["type"], "source_id": src["id"],
-        "target_type": tgt["type"], "target_id": tgt["id"], "description": description,
-    })
+    return RelationshipIn.model_validate(
+        {
+            "type": type,
+            "source_type": src["type"],
+            "source_id": src["id"],
+            "target_type": tgt["type"],
+            "target_id": tgt["id"],
+            "description": description,
+        }
+    )
 
 
 REL_RENAME = {"source_type": "other", "source_id": "other", "target_type": "other", "target_id": "other"}
 
 
-def _add_relationship(ctx: Ctx, kind: NodeKind, node_id: int, form: dict[str, str]) -> Response | tuple[Errors, int]:
-    """Create the relationship and redirect back, or return the form errors and the status to answer with."""
+def _add_relationship(
+    ctx: Ctx, kind: NodeKind, node_id: int, form: dict[str, str]
+) -> Response | tuple[Errors, int]:
+    """Create the relationship and redirect back, or return the form errors and the status."""
     errors: Errors = {}
     try:
-        data = _relationship_in(kind, node_id, form["type"], form["direction"], form["other"],
-                                form["description"])
+        data = _relationship_in(
+            kind, node_id, form["type"], form["direction"], form["other"], form["description"]
+        )
         with ctx.session() as s:
             rel = service.create_relationship(s, data, actor=ctx.actor, now=ctx.now())
             d = service.relationship_dict(s, rel)
@@ -196,7 +215,10 @@ def _delete_node(ctx: Ctx, kind: NodeKind, node_id: int) -> Response:
         if exc.status != 409:
             raise
         return back(_node_url(kind, node_id), exc.detail, kind="bad")
-    return back("/services" if kind == "service" else "/cis", f"{KIND_LABEL[kind].capitalize()} {name} deleted")
+    return back(
+        "/services" if kind == "service" else "/cis",
+        f"{'Service' if kind == 'service' else 'CI'} {name} deleted",
+    )
 
 
 # --- services ----------------------------------------------------------------------------------
@@ -217,8 +239,15 @@ def _services_context(ctx: Ctx, q: str) -> dict[str, Any]:
 
 @router.get("/services", response_class=HTMLResponse)
 def service_list(request: Request, ctx: Ctx = Depends(page()), q: str = "") -> HTMLResponse:
-    return render(request, ctx, "cmdb/services.html", nav="services", form={}, errors={},
-                  **_services_context(ctx, q.strip()))
+    return render(
+        request,
+        ctx,
+        "cmdb/services.html",
+        nav="services",
+        form={},
+        errors={},
+        **_services_context(ctx, q.strip()),
+    )
 
 
 @router.post("/services", response_model=None)
@@ -240,24 +269,49 @@ def service_create(
             return back(f"/services/{svc.id}", f"Service {svc.name} created")
     except (ValidationError, OpsdeskError) as exc:
         status = _collect(exc, errors, rename={}, conflict_field="name")
-    return render(request, ctx, "cmdb/services.html", status_code=status, nav="services", form=form,
-                  errors=errors, **_services_context(ctx, ""))
+    return render(
+        request,
+        ctx,
+        "cmdb/services.html",
+        status_code=status,
+        nav="services",
+        form=form,
+        errors=errors,
+        **_services_context(ctx, ""),
+    )
 
 
 def _service_page(
-    request: Request, ctx: Ctx, service_id: int, *, status_code: int = 200,
-    form: dict[str, str] | None = None, errors: Errors | None = None,
-    rel_form: dict[str, str] | None = None, rel_errors: Errors | None = None,
+    request: Request,
+    ctx: Ctx,
+    service_id: int,
+    *,
+    status_code: int = 200,
+    form: dict[str, str] | None = None,
+    errors: Errors | None = None,
+    rel_form: dict[str, str] | None = None,
+    rel_errors: Errors | None = None,
 ) -> HTMLResponse:
     with ctx.session() as s:
         svc = service.get_service(s, service_id)
         data = _node_context(s, "service", svc)
         data["monitors"] = monitoring.list_monitors(s, service_id=svc.id, limit=500)
-        data["incidents"] = incidents.list_incidents(s, service_id=svc.id, status=list(incidents.OPEN), limit=100)
+        data["incidents"] = incidents.list_incidents(
+            s, service_id=svc.id, status=list(incidents.OPEN), limit=100
+        )
         form = form or _node_form_defaults(svc)
-    return render(request, ctx, "cmdb/service.html", status_code=status_code, nav="services", form=form,
-                  errors=errors or {}, rel_form=rel_form or _rel_form_defaults(), rel_errors=rel_errors or {},
-                  **data)
+    return render(
+        request,
+        ctx,
+        "cmdb/service.html",
+        status_code=status_code,
+        nav="services",
+        form=form,
+        errors=errors or {},
+        rel_form=rel_form or _rel_form_defaults(),
+        rel_errors=rel_errors or {},
+        **data,
+    )
 
 
 @router.get("/services/{service_id}", response_class=HTMLResponse)
@@ -275,7 +329,12 @@ def service_update(
     owner_team_id: Annotated[str, Form()] = "",
     attributes: Annotated[str, Form()] = "",
 ) -> Response:
-    form = {"name": name, "description": description, "owner_team_id": owner_team_id, "attributes": attributes}
+    form = {
+        "name": name,
+        "description": description,
+        "owner_team_id": owner_team_id,
+        "attributes": attributes,
+    }
     errors: Errors = {}
     status = 422
     try:
@@ -286,10 +345,14 @@ def service_update(
             except ValueError as exc:
                 errors["attributes"] = str(exc)
                 attrs = {}
-            data = ServiceUpdate.model_validate({
-                "name": name, "description": description, "owner_team_id": owner_team_id or None,
-                "attributes": attrs,
-            })
+            data = ServiceUpdate.model_validate(
+                {
+                    "name": name,
+                    "description": description,
+                    "owner_team_id": owner_team_id or None,
+                    "attributes": attrs,
+                }
+            )
             if not errors:
                 svc = service.update_service(s, service_id, data, actor=ctx.actor, now=ctx.now())
                 return back(f"/services/{svc.id}", f"Service {svc.name} saved")
@@ -348,8 +411,15 @@ def ci_list(
     ci_class: Annotated[str, Query(alias="class")] = "",
     q: str = "",
 ) -> HTMLResponse:
-    return render(request, ctx, "cmdb/cis.html", nav="cis", form={}, errors={},
-                  **_cis_context(ctx, ci_class.strip(), q.strip()))
+    return render(
+        request,
+        ctx,
+        "cmdb/cis.html",
+        nav="cis",
+        form={},
+        errors={},
+        **_cis_context(ctx, ci_class.strip(), q.strip()),
+    )
 
 
 CI_RENAME = {"class": "ci_class"}
@@ -368,15 +438,28 @@ def ci_create(
     errors: Errors = {}
     try:
         data = CIIn.model_validate(
-            {"name": name, "class": ci_class, "description": description, "owner_team_id": owner_team_id or None}
+            {
+                "name": name,
+                "class": ci_class,
+                "description": description,
+                "owner_team_id": owner_team_id or None,
+            }
         )
         with ctx.session() as s:
             ci = service.create_ci(s, data, actor=ctx.actor, now=ctx.now())
             return back(f"/cis/{ci.id}", f"CI {ci.name} created")
     except (ValidationError, OpsdeskError) as exc:
         status = _collect(exc, errors, rename=CI_RENAME, conflict_field="name")
-    return render(request, ctx, "cmdb/cis.html", status_code=status, nav="cis", form=form, errors=errors,
-                  **_cis_context(ctx, "", ""))
+    return render(
+        request,
+        ctx,
+        "cmdb/cis.html",
+        status_code=status,
+        nav="cis",
+        form=form,
+        errors=errors,
+        **_cis_context(ctx, "", ""),
+    )
 
 
 def _monitors_on_ci(s: Session, ci_id: int) -> list[Any]:
@@ -384,9 +467,15 @@ def _monitors_on_ci(s: Session, ci_id: int) -> list[Any]:
 
 
 def _ci_page(
-    request: Request, ctx: Ctx, ci_id: int, *, status_code: int = 200,
-    form: dict[str, str] | None = None, errors: Errors | None = None,
-    rel_form: dict[str, str] | None = None, rel_errors: Errors | None = None,
+    request: Request,
+    ctx: Ctx,
+    ci_id: int,
+    *,
+    status_code: int = 200,
+    form: dict[str, str] | None = None,
+    errors: Errors | None = None,
+    rel_form: dict[str, str] | None = None,
+    rel_errors: Errors | None = None,
 ) -> HTMLResponse:
     with ctx.session() as s:
         ci = service.get_ci(s, ci_id)
@@ -394,9 +483,18 @@ def _ci_page(
         data["monitors"] = _monitors_on_ci(s, ci.id)
         data["classes"] = [c.value for c in CIClass]
         form = form or _node_form_defaults(ci)
-    return render(request, ctx, "cmdb/ci.html", status_code=status_code, nav="cis", form=form,
-                  errors=errors or {}, rel_form=rel_form or _rel_form_defaults(), rel_errors=rel_errors or {},
-                  **data)
+    return render(
+        request,
+        ctx,
+        "cmdb/ci.html",
+        status_code=status_code,
+        nav="cis",
+        form=form,
+        errors=errors or {},
+        rel_form=rel_form or _rel_form_defaults(),
+        rel_errors=rel_errors or {},
+        **data,
+    )
 
 
 @router.get("/cis/{ci_id}", response_class=HTMLResponse)
@@ -415,8 +513,13 @@ def ci_update(
     owner_team_id: Annotated[str, Form()] = "",
     attributes: Annotated[str, Form()] = "",
 ) -> Response:
-    form = {"name": name, "ci_class": ci_class, "description": description, "owner_team_id": owner_team_id,
-            "attributes": attributes}
+    form = {
+        "name": name,
+        "ci_class": ci_class,
+        "description": description,
+        "owner_team_id": owner_team_id,
+        "attributes": attributes,
+    }
     errors: Errors = {}
     status = 422
     try:
@@ -427,10 +530,15 @@ def ci_update(
             except ValueError as exc:
                 errors["attributes"] = str(exc)
                 attrs = {}
-            data = CIUpdate.model_validate({
-                "name": name, "class": ci_class, "description": description,
-                "owner_team_id": owner_team_id or None, "attributes": attrs,
-            })
+            data = CIUpdate.model_validate(
+                {
+                    "name": name,
+                    "class": ci_class,
+                    "description": description,
+                    "owner_team_id": owner_team_id or None,
+                    "attributes": attrs,
+                }
+            )
             if not errors:
                 ci = service.update_ci(s, ci_id, data, actor=ctx.actor, now=ctx.now())
                 return back(f"/cis/{ci.id}", f"CI {ci.name} saved")

@@ -21,6 +21,7 @@ def _check_email(v: str) -> str:
 
 Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_check_email)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(max_length=2000)]
 Attributes = Annotated[dict[str, Any], Field(default_factory=dict)]
 

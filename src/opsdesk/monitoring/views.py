@@ -57,6 +57,7 @@ def monitor_create(
         "service_id": service_id,
     }
     errors: dict[str, str] = {}
+    status = 422
     try:
         data = MonitorIn.model_validate(
             {
@@ -77,6 +78,7 @@ def monitor_create(
         for e in exc.errors():
             errors[str(e["loc"][0]) if e["loc"] else "form"] = e["msg"]
     except OpsdeskError as exc:
+        status = exc.status
         if exc.errors:
             for fe in exc.errors:
                 errors[fe.field.removeprefix("config.")] = fe.message
@@ -88,7 +90,7 @@ def monitor_create(
         request,
         ctx,
         "monitoring/list.html",
-        status_code=422,
+        status_code=status,
         nav="monitors",
         service_names=names,
         form=form,
