@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
 from email.message import Message
 from typing import Any
 
@@ -76,3 +77,15 @@ class SmtpSink:
         while len(self.messages) < count and loop.time() < deadline:
             await asyncio.sleep(0.05)
         return self.messages
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def login(client: Any, email: str, password: str) -> str:
+    """Sign in through the login form; returns the session's CSRF token (read from a page)."""
+    r = client.post("/login", data={"email": email, "password": password}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    found = CSRF_FIELD.search(client.get("/incidents", headers={"accept": "text/html"}).text)
+    assert found is not None
+    return found.group(1)
