@@ -32,9 +32,9 @@ def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 
 class Serve:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
         self.proc = subprocess.Popen(
-            [OPSDESK, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [OPSDESK, "serve", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -197,3 +197,41 @@ def _ok(client: httpx.Client, path: str) -> bool:
         return client.get(path).status_code == 200
     except httpx.TransportError:
         return False
+
+
+async def test_roles_split_over_two_processes(env):
+    """The scale-out shape: a web-only process takes the event, a worker process opens the
+    incident and sends the e-mail; neither does the other's job."""
+    smtp = SmtpSink(int(env["OPSDESK_SMTP_PORT"]))
+    smtp.start()
+    _cli(env, "db", "upgrade")
+    _cli(env, "user", "create", "--email", "oncall@example.org", "--name", "On Call", "--role", "responder")
+    _cli(env, "team", "add", "web", "--member", "oncall@example.org")
+    _cli(env, "service", "add", "shop", "--team", "web")
+    token = (
+        _cli(env, "token", "create", "--user", "oncall@example.org", "--name", "t").strip().splitlines()[-1]
+    )
+    h = {"Authorization": f"Bearer {token}"}
+    base = f"http://127.0.0.1:{env['OPSDESK_PORT']}"
+    web_only = Serve(env, "--roles", "web")
+    client = httpx.Client(base_url=base, timeout=10)
+    worker = None
+    try:
+        await _until(lambda: _ok(client, "/healthz"), "healthz")
+        r = client.post("/api/v1/events", headers=h, json={"summary": "queue stuck", "service": "shop"})
+        assert r.status_code == 202
+        time.sleep(1.5)  # the web process alone never processes events
+        assert client.get("/api/v1/incidents", headers=h).json()["items"] == []
+
+        worker = Serve(env, "--roles", "probes,pipeline,notify")
+        incident = await _until(
+            lambda: (client.get("/api/v1/incidents", headers=h).json()["items"] or [None])[0],
+            "the worker to open the incident",
+        )
+        assert incident["title"] == "queue stuck"
+        await _until(lambda: len(smtp.messages) >= 1, "the worker to send the e-mail")
+        assert smtp.messages[0]["To"] == "oncall@example.org"
+    finally:
+        codes = [web_only.stop()] + ([worker.stop()] if worker else [])
+        smtp.stop()
+    assert all(c in (0, -signal.SIGTERM) for c in codes)

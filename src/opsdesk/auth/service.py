@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from opsdesk.audit import service as audit
@@ -347,6 +347,7 @@ def user_for_token(s: Session, plain: str, *, now: datetime) -> User | None:
 
 
 def create_session(s: Session, user: User, *, now: datetime, hours: int) -> tuple[str, WebSession]:
+    s.execute(delete(WebSession).where(WebSession.expires_at <= now))
     plain = new_session_token()
     ws = WebSession(
         token_hash=token_digest(plain),

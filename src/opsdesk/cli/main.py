@@ -69,7 +69,7 @@ def _prepare() -> None:
             raise typer.Exit(1)
     st = settings()
     with session() as s:
-        created = auth.ensure_first_admin(s, email="admin@localhost", now=clock.now())
+        created = auth.ensure_first_admin(s, email=st.admin_email, now=clock.now())
     if created:
         email, password = created
         console.print(
@@ -78,6 +78,8 @@ def _prepare() -> None:
         console.print(f"  Log in at  {st.base_url}/login")
         console.print(f"  E-mail     {email}")
         console.print(f"  Password   {password}\n")
+    else:
+        console.print(f"Log in at {st.base_url}/login")
 
 
 @app.command()

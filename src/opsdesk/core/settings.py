@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     port: int = 8080
     base_url: str = ""
     secret_key: SecretStr = SecretStr("")
+    admin_email: str = "admin@localhost"
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
