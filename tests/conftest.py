@@ -118,3 +118,18 @@ def app(db: Database, clock: ManualClock, settings: Settings):  # type: ignore[n
 def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.fixture
+def serve_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the ``opsdesk`` command as a subprocess on the test database."""
+    smtp_port = free_port()
+    e = {k: v for k, v in os.environ.items() if not k.startswith("OPSDESK_")}
+    e.update(
+        OPSDESK_DATA_DIR=str(tmp_path / "var"),
+        OPSDESK_DATABASE_URL=db_url,
+        OPSDESK_PORT=str(free_port()),
+        OPSDESK_SMTP_PORT=str(smtp_port),
+        OPSDESK_LOG_FORMAT="json",
+    )
+    return e

@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 import email
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
+import httpx
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
@@ -89,3 +96,53 @@ def login(client: Any, email: str, password: str) -> str:
     found = CSRF_FIELD.search(client.get("/incidents", headers={"accept": "text/html"}).text)
     assert found is not None
     return found.group(1)
+
+
+OPSDESK = str(Path(sys.executable).parent / "opsdesk")
+
+
+def cli_run(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    out = subprocess.run([OPSDESK, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr + out.stdout
+    return out.stdout
+
+
+class Serve:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [OPSDESK, "serve", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            sink.append(line)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+async def until(check, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+def http_ok(client: httpx.Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except httpx.TransportError:
+        return False
