@@ -71,3 +71,8 @@ def snapshot(obj: object, fields: list[str]) -> dict[str, Any]:
         v = getattr(obj, f)
         out[f] = v.isoformat() if isinstance(v, datetime) else v
     return out
+
+
+def entity_types(s: Session) -> list[str]:
+    """The kinds of entity the log holds, for filters."""
+    return list(s.scalars(select(AuditEntry.entity_type).distinct().order_by(AuditEntry.entity_type)))

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
@@ -29,7 +30,7 @@ from opsdesk.monitoring.api import router as monitoring_router
 from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
 from opsdesk.runtime.writer import BatchWriter
 from opsdesk.web import errors, filters, views
-from opsdesk.web.deps import api
+from opsdesk.web.deps import Ctx, api, page
 from opsdesk.web.middleware import BodyLimitMiddleware, MetricsMiddleware
 
 PKG = Path(__file__).resolve().parent.parent
@@ -82,9 +83,9 @@ def create_app(
     app = FastAPI(
         title="opsdesk",
         version=__version__,
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -121,6 +122,21 @@ def create_app(
         if not settings.metrics_public:
             await viewer(request)
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    async def openapi_document(ctx: Ctx = Depends(viewer)) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def api_docs(ctx: Ctx = Depends(page())) -> HTMLResponse:
+        # Served from the vendored swagger-ui-dist: no CDN, so the docs work on an air-gapped network.
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="opsdesk API",
+            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
 
     app.include_router(views.router)
     if STATIC.is_dir():

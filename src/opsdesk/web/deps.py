@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +22,13 @@ from opsdesk.core.settings import Settings
 
 SESSION_COOKIE = "opsdesk_session"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+# Declares the bearer scheme in the OpenAPI document (the "Authorize" button in /api/docs);
+# identify() below does the checking, for tokens and session cookies alike.
+_BEARER = HTTPBearer(
+    auto_error=False, description="An API token from `opsdesk token create` or the Tokens page."
+)
 
 
 class LoginRequired(Exception):
@@ -105,7 +113,7 @@ def _ctx(request: Request, who: _Who) -> Ctx:
 def api(role: Role = Role.viewer) -> Callable[[Request], Awaitable[Ctx]]:
     """Dependency for JSON routes: a bearer token or a session (with CSRF on writes) of ``role`` or above."""
 
-    async def dep(request: Request) -> Ctx:
+    async def dep(request: Request, _bearer: object = Depends(_BEARER)) -> Ctx:
         who = await identify(request)
         if who is None:
             raise unauthorized()

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from opsdesk.audit.views import router as audit_pages
 from opsdesk.auth import service as auth
 from opsdesk.auth.views import router as auth_pages
 from opsdesk.cmdb import service as cmdb
@@ -24,6 +25,7 @@ router.include_router(incident_pages)
 router.include_router(monitor_pages)
 router.include_router(cmdb_pages)
 router.include_router(auth_pages)
+router.include_router(audit_pages)
 
 
 def _safe_next(target: str) -> str:
