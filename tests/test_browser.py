@@ -158,3 +158,15 @@ async def test_dashboard_fits_a_phone_screen(live_server, browser, incident):
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
     await context.close()
+
+
+async def test_api_docs_render_from_vendored_files(live_server, browser, accounts):
+    page = await browser.new_page()
+    external: list[str] = []
+    page.on("request", lambda req: external.append(req.url) if not req.url.startswith(live_server) else None)
+    await _login(page, live_server, "viewer@example.org")
+    await page.goto(f"{live_server}/api/docs")
+    await page.locator(".swagger-ui .info .title").wait_for()
+    assert "opsdesk" in await page.locator(".swagger-ui .info .title").inner_text()
+    await page.locator(".opblock-tag", has_text="incidents").first.wait_for()
+    assert external == [], f"the docs page fetched from outside: {external}"

@@ -8,13 +8,14 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from opsdesk.alerts import service
+from opsdesk.alerts.models import EventStatus
 from opsdesk.alerts.schemas import AlertOut, EventAccepted, EventIn
 from opsdesk.core import metrics
 from opsdesk.core.actor import Role
 from opsdesk.core.errors import FieldError, OpsdeskError
 from opsdesk.core.paging import next_cursor, parse_cursor
 from opsdesk.core.schemas import Page
-from opsdesk.web.deps import Ctx, api
+from opsdesk.web.deps import Ctx, PathId, QueryId, api
 
 router = APIRouter()
 
@@ -45,7 +46,14 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-def _parse(raw: bytes) -> list[EventIn]:
+def _refuse(reason: str, field: str, message: str, detail: str) -> OpsdeskError:
+    metrics.EVENTS_REJECTED.labels(reason).inc()
+    return OpsdeskError(detail=detail, status=422, title="Invalid input", errors=[FieldError(field, message)])
+
+
+def _parse(raw: bytes) -> tuple[list[EventIn], bool]:
+    """The events of a body holding one event, a JSON array, or ``{"events": [...]}``; and whether it
+    was a batch (field errors then name ``events[i]``)."""
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -53,42 +61,41 @@ def _parse(raw: bytes) -> list[EventIn]:
         raise OpsdeskError(
             detail=f"the body is not valid JSON: {exc}", status=400, title="Malformed JSON"
         ) from None
-    prefix = ""
-    if isinstance(payload, dict) and "events" in payload and set(payload) == {"events"}:
-        payload, prefix = payload["events"], "events"
+    if isinstance(payload, dict) and set(payload) == {"events"}:
+        payload = payload["events"]
+        if not isinstance(payload, list):
+            raise _refuse("invalid", "events", "must be a list of events", "events: must be a list of events")
+    if not isinstance(payload, list):
+        try:
+            return [_event.validate_python(payload)], False
+        except ValidationError as exc:
+            raise _invalid(exc, batch=False) from None
+    if not payload:
+        raise _refuse("invalid", "events", "at least one event is needed", "the batch is empty")
+    if len(payload) > MAX_BATCH:
+        raise _refuse(
+            "too_many", "events", f"at most {MAX_BATCH} events", f"at most {MAX_BATCH} events per request"
+        )
     try:
-        if isinstance(payload, list):
-            if not payload:
-                raise OpsdeskError(
-                    detail="the batch is empty",
-                    status=422,
-                    title="Invalid input",
-                    errors=[FieldError(prefix or "body", "at least one event is needed")],
-                )
-            if len(payload) > MAX_BATCH:
-                raise OpsdeskError(
-                    detail=f"at most {MAX_BATCH} events per request",
-                    status=422,
-                    title="Invalid input",
-                    errors=[FieldError(prefix or "body", "too many events")],
-                )
-            return _events.validate_python(payload)
-        return [_event.validate_python(payload)]
+        return _events.validate_python(payload), True
     except ValidationError as exc:
-        metrics.EVENTS_REJECTED.labels("invalid").inc()
-        errors = []
-        for e in exc.errors():
-            loc = list(e["loc"])
-            if isinstance(payload, list) and loc and isinstance(loc[0], int):
-                head = f"{prefix or 'events'}[{loc[0]}]"
-                loc = [head, *loc[1:]]
-            errors.append(FieldError(".".join(str(p) for p in loc) or "body", e["msg"]))
-        raise OpsdeskError(
-            detail="; ".join(f"{x.field}: {x.message}" for x in errors[:5]),
-            status=422,
-            title="Invalid input",
-            errors=errors,
-        ) from None
+        raise _invalid(exc, batch=True) from None
+
+
+def _invalid(exc: ValidationError, *, batch: bool) -> OpsdeskError:
+    metrics.EVENTS_REJECTED.labels("invalid").inc()
+    errors = []
+    for e in exc.errors():
+        loc = [str(p) for p in e["loc"]]
+        if batch and loc:
+            loc = [f"events[{loc[0]}]", *loc[1:]]
+        errors.append(FieldError(".".join(loc) or "body", e["msg"]))
+    return OpsdeskError(
+        detail="; ".join(f"{x.field}: {x.message}" for x in errors[:5]),
+        status=422,
+        title="Invalid input",
+        errors=errors,
+    )
 
 
 @router.post(
@@ -99,11 +106,11 @@ async def post_events(request: Request, ctx: Ctx = Depends(api(Role.responder)))
 
     A 202 answer means the events are committed; the pipeline turns them into alerts and incidents.
     """
-    events = _parse(await request.body())
+    events, batch = _parse(await request.body())
 
     def normalize() -> list[service.NormalizedEvent]:
         with ctx.session() as s:
-            return service.normalize(s, events)
+            return service.normalize(s, events, batch=batch)
 
     try:
         normalized = await run_in_threadpool(normalize)
@@ -117,20 +124,24 @@ async def post_events(request: Request, ctx: Ctx = Depends(api(Role.responder)))
 @router.get("/alerts", response_model=Page[AlertOut], tags=["alerts"])
 def list_alerts(
     ctx: Ctx = Depends(api()),
-    status: str | None = None,
-    incident_id: int | None = None,
+    status: EventStatus | None = None,
+    incident_id: QueryId = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> object:
     """Alerts, newest first."""
     with ctx.session() as s:
         rows = service.list_alerts(
-            s, status=status, incident_id=incident_id, before_id=parse_cursor(cursor) or None, limit=limit
+            s,
+            status=status.value if status else None,
+            incident_id=incident_id,
+            before_id=parse_cursor(cursor) or None,
+            limit=limit,
         )
         return {"items": rows, "next_cursor": next_cursor(rows, limit)}
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertOut, tags=["alerts"])
-def get_alert(alert_id: int, ctx: Ctx = Depends(api())) -> object:
+def get_alert(alert_id: PathId, ctx: Ctx = Depends(api())) -> object:
     with ctx.session() as s:
         return service.get_alert(s, alert_id)

@@ -41,7 +41,7 @@ def compute_fingerprint(source: str, service_id: int | None, labels: dict[str, A
     return hashlib.sha256("\x1f".join(basis).encode()).hexdigest()[:32]
 
 
-def normalize(s: Session, events: list[EventIn]) -> list[NormalizedEvent]:
+def normalize(s: Session, events: list[EventIn], *, batch: bool = False) -> list[NormalizedEvent]:
     """Map API events to normalized ones, resolving service names; unknown names are an error."""
     names = {e.service for e in events if e.service}
     from opsdesk.cmdb import service as cmdb
@@ -53,7 +53,7 @@ def normalize(s: Session, events: list[EventIn]) -> list[NormalizedEvent]:
         if e.service:
             service_id = ids.get(e.service)
             if service_id is None:
-                where = f"events[{i}].service" if len(events) > 1 else "service"
+                where = f"events[{i}].service" if batch else "service"
                 raise invalid(where, f"no service named {e.service!r}")
         out.append(
             NormalizedEvent(
@@ -88,7 +88,7 @@ def store_events(s: Session, events: list[NormalizedEvent], *, now: datetime) ->
         }
         for e in events
     ]
-    ids = list(s.scalars(insert(Event).returning(Event.id), rows))
+    ids = list(s.scalars(insert(Event).returning(Event.id, sort_by_parameter_order=True), rows))
     for e in events:
         metrics.EVENTS_INGESTED.labels(e.source).inc()
     return ids

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from opsdesk.audit import service
 from opsdesk.core.actor import Role
-from opsdesk.web.deps import Ctx, page
+from opsdesk.web.deps import Ctx, QueryId, page
 from opsdesk.web.render import render
 
 router = APIRouter()
@@ -69,7 +69,7 @@ def audit_list(
     ctx: Ctx = Depends(page(Role.manager)),
     entity_type: Annotated[str, Query(max_length=40)] = "",
     entity_id: Annotated[str, Query(max_length=40)] = "",
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: QueryId = None,
 ) -> HTMLResponse:
     entity_type, entity_id = entity_type.strip(), entity_id.strip()
     with ctx.session() as s:

@@ -18,10 +18,10 @@ from opsdesk.auth.schemas import (
     UserUpdate,
 )
 from opsdesk.core.actor import Role
-from opsdesk.core.errors import forbidden
+from opsdesk.core.errors import forbidden, invalid
 from opsdesk.core.paging import next_cursor, parse_cursor
 from opsdesk.core.schemas import Page
-from opsdesk.web.deps import Ctx, api
+from opsdesk.web.deps import Ctx, PathId, api
 
 router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -47,24 +47,31 @@ def create_user(data: UserIn, ctx: Ctx = Depends(api(Role.admin))) -> object:
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
-def get_user(user_id: int, ctx: Ctx = Depends(api())) -> object:
+def get_user(user_id: PathId, ctx: Ctx = Depends(api())) -> object:
     with ctx.session() as s:
         return service.get_user(s, user_id)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])
-def update_user(user_id: int, data: UserUpdate, ctx: Ctx = Depends(api(Role.viewer))) -> object:
+def update_user(user_id: PathId, data: UserUpdate, ctx: Ctx = Depends(api(Role.viewer))) -> object:
     own_profile = user_id == ctx.actor.id and data.role is None and data.active is None
     if not own_profile and not ctx.actor.can(Role.admin):
         raise forbidden("only an admin can change other users, roles or activation")
     if ctx.actor.role == Role.viewer and not own_profile:
         raise forbidden()
     with ctx.session() as s:
+        if data.password is not None and user_id == ctx.actor.id:
+            # A stolen token or an unattended session must not be enough to take over the login.
+            user = service.get_user(s, user_id)
+            if service.authenticate(s, user.email, data.current_password or "") is None:
+                raise invalid(
+                    "current_password", "is missing or wrong; it is needed to change your own password"
+                )
         return service.update_user(s, user_id, data, actor=ctx.actor, now=ctx.now())
 
 
 @router.delete("/users/{user_id}", status_code=204, tags=["users"])
-def delete_user(user_id: int, ctx: Ctx = Depends(api(Role.admin))) -> Response:
+def delete_user(user_id: PathId, ctx: Ctx = Depends(api(Role.admin))) -> Response:
     with ctx.session() as s:
         service.delete_user(s, user_id, actor=ctx.actor, now=ctx.now())
     return Response(status_code=204)
@@ -94,19 +101,19 @@ def create_team(data: TeamIn, ctx: Ctx = Depends(api(Role.manager))) -> object:
 
 
 @router.get("/teams/{team_id}", response_model=TeamOut, tags=["teams"])
-def get_team(team_id: int, ctx: Ctx = Depends(api())) -> object:
+def get_team(team_id: PathId, ctx: Ctx = Depends(api())) -> object:
     with ctx.session() as s:
         return _team_out(service.get_team(s, team_id))
 
 
 @router.patch("/teams/{team_id}", response_model=TeamOut, tags=["teams"])
-def update_team(team_id: int, data: TeamUpdate, ctx: Ctx = Depends(api(Role.manager))) -> object:
+def update_team(team_id: PathId, data: TeamUpdate, ctx: Ctx = Depends(api(Role.manager))) -> object:
     with ctx.session() as s:
         return _team_out(service.update_team(s, team_id, data, actor=ctx.actor, now=ctx.now()))
 
 
 @router.delete("/teams/{team_id}", status_code=204, tags=["teams"])
-def delete_team(team_id: int, ctx: Ctx = Depends(api(Role.manager))) -> Response:
+def delete_team(team_id: PathId, ctx: Ctx = Depends(api(Role.manager))) -> Response:
     with ctx.session() as s:
         service.delete_team(s, team_id, actor=ctx.actor, now=ctx.now())
     return Response(status_code=204)
@@ -132,7 +139,7 @@ def create_token(data: TokenIn, ctx: Ctx = Depends(api(Role.responder))) -> obje
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
-def revoke_token(token_id: int, ctx: Ctx = Depends(api(Role.responder))) -> Response:
+def revoke_token(token_id: PathId, ctx: Ctx = Depends(api(Role.responder))) -> Response:
     with ctx.session() as s:
         service.revoke_token(s, token_id, actor=ctx.actor, now=ctx.now())
     return Response(status_code=204)

@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import Field
 
 from opsdesk.core.actor import Role
-from opsdesk.core.schemas import Email, In, Name, Out, ShortName, Text
+from opsdesk.core.schemas import DbId, Email, In, Name, Out, ShortName, Text
 
 
 class UserIn(In):
@@ -20,6 +20,9 @@ class UserUpdate(In):
     role: Role | None = None
     active: bool | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1000)
+    current_password: str | None = Field(
+        default=None, max_length=1000, description="Needed when you change your own password."
+    )
 
 
 class UserOut(Out):
@@ -34,13 +37,13 @@ class UserOut(Out):
 class TeamIn(In):
     name: ShortName
     description: Text = ""
-    member_ids: list[int] = Field(default_factory=list)
+    member_ids: list[DbId] = Field(default_factory=list)
 
 
 class TeamUpdate(In):
     name: ShortName | None = None
     description: Text | None = None
-    member_ids: list[int] | None = None
+    member_ids: list[DbId] | None = None
 
 
 class TeamOut(Out):
@@ -53,7 +56,7 @@ class TeamOut(Out):
 
 class TokenIn(In):
     name: ShortName
-    user_id: int | None = None
+    user_id: DbId | None = None
 
 
 class TokenOut(Out):

@@ -16,7 +16,7 @@ from opsdesk.cmdb import service as cmdb
 from opsdesk.core.actor import Role
 from opsdesk.core.errors import OpsdeskError, forbidden, invalid
 from opsdesk.core.security import generate_password
-from opsdesk.web.deps import Ctx, page
+from opsdesk.web.deps import Ctx, PathId, page
 from opsdesk.web.render import back, render
 
 router = APIRouter()
@@ -115,7 +115,7 @@ def team_create(
 def _team_page(
     request: Request,
     ctx: Ctx,
-    team_id: int,
+    team_id: PathId,
     *,
     status_code: int = 200,
     form: dict[str, Any] | None = None,
@@ -150,14 +150,14 @@ def _team_page(
 
 
 @router.get("/teams/{team_id}", response_class=HTMLResponse)
-def team_detail(request: Request, team_id: int, ctx: Ctx = Depends(page())) -> HTMLResponse:
+def team_detail(request: Request, team_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
     return _team_page(request, ctx, team_id)
 
 
 @router.post("/teams/{team_id}", response_model=None)
 def team_update(
     request: Request,
-    team_id: int,
+    team_id: PathId,
     ctx: Ctx = Depends(page(Role.manager)),
     name: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
@@ -176,7 +176,7 @@ def team_update(
 
 
 @router.post("/teams/{team_id}/delete")
-def team_delete(team_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+def team_delete(team_id: PathId, ctx: Ctx = Depends(page(Role.manager))) -> Response:
     try:
         with ctx.session() as s:
             name = service.get_team(s, team_id).name
@@ -267,7 +267,7 @@ def user_create(
 def _user_page(
     request: Request,
     ctx: Ctx,
-    user_id: int,
+    user_id: PathId,
     *,
     status_code: int = 200,
     form: dict[str, Any] | None = None,
@@ -296,14 +296,14 @@ def _user_page(
 
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)
-def user_detail(request: Request, user_id: int, ctx: Ctx = Depends(page(Role.admin))) -> HTMLResponse:
+def user_detail(request: Request, user_id: PathId, ctx: Ctx = Depends(page(Role.admin))) -> HTMLResponse:
     return _user_page(request, ctx, user_id)
 
 
 @router.post("/users/{user_id}", response_model=None)
 def user_update(
     request: Request,
-    user_id: int,
+    user_id: PathId,
     ctx: Ctx = Depends(page(Role.admin)),
     name: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "",
@@ -334,7 +334,7 @@ def user_update(
 
 
 @router.post("/users/{user_id}/delete")
-def user_delete(user_id: int, ctx: Ctx = Depends(page(Role.admin))) -> Response:
+def user_delete(user_id: PathId, ctx: Ctx = Depends(page(Role.admin))) -> Response:
     try:
         with ctx.session() as s:
             label = service.get_user(s, user_id).email
@@ -431,7 +431,7 @@ def token_create(
 
 
 @router.post("/tokens/{token_id}/revoke")
-def token_revoke(token_id: int, ctx: Ctx = Depends(page(Role.responder))) -> Response:
+def token_revoke(token_id: PathId, ctx: Ctx = Depends(page(Role.responder))) -> Response:
     with ctx.session() as s:
         token = service.revoke_token(s, token_id, actor=ctx.actor, now=ctx.now())
         label = token.name

@@ -20,7 +20,7 @@ from opsdesk.core.actor import Role
 from opsdesk.core.errors import invalid
 from opsdesk.core.paging import next_cursor, parse_cursor
 from opsdesk.core.schemas import Page
-from opsdesk.web.deps import Ctx, api
+from opsdesk.web.deps import Ctx, PathId, QueryId, api
 
 router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -42,19 +42,19 @@ def create_service(data: ServiceIn, ctx: Ctx = Depends(api(Role.manager))) -> ob
 
 
 @router.get("/services/{service_id}", response_model=ServiceOut, tags=["cmdb"])
-def get_service(service_id: int, ctx: Ctx = Depends(api())) -> object:
+def get_service(service_id: PathId, ctx: Ctx = Depends(api())) -> object:
     with ctx.session() as s:
         return service.get_service(s, service_id)
 
 
 @router.patch("/services/{service_id}", response_model=ServiceOut, tags=["cmdb"])
-def update_service(service_id: int, data: ServiceUpdate, ctx: Ctx = Depends(api(Role.manager))) -> object:
+def update_service(service_id: PathId, data: ServiceUpdate, ctx: Ctx = Depends(api(Role.manager))) -> object:
     with ctx.session() as s:
         return service.update_service(s, service_id, data, actor=ctx.actor, now=ctx.now())
 
 
 @router.delete("/services/{service_id}", status_code=204, tags=["cmdb"])
-def delete_service(service_id: int, ctx: Ctx = Depends(api(Role.manager))) -> Response:
+def delete_service(service_id: PathId, ctx: Ctx = Depends(api(Role.manager))) -> Response:
     with ctx.session() as s:
         service.delete_service(s, service_id, actor=ctx.actor, now=ctx.now())
     return Response(status_code=204)
@@ -80,19 +80,19 @@ def create_ci(data: CIIn, ctx: Ctx = Depends(api(Role.manager))) -> object:
 
 
 @router.get("/cis/{ci_id}", response_model=CIOut, tags=["cmdb"])
-def get_ci(ci_id: int, ctx: Ctx = Depends(api())) -> object:
+def get_ci(ci_id: PathId, ctx: Ctx = Depends(api())) -> object:
     with ctx.session() as s:
         return service.get_ci(s, ci_id)
 
 
 @router.patch("/cis/{ci_id}", response_model=CIOut, tags=["cmdb"])
-def update_ci(ci_id: int, data: CIUpdate, ctx: Ctx = Depends(api(Role.manager))) -> object:
+def update_ci(ci_id: PathId, data: CIUpdate, ctx: Ctx = Depends(api(Role.manager))) -> object:
     with ctx.session() as s:
         return service.update_ci(s, ci_id, data, actor=ctx.actor, now=ctx.now())
 
 
 @router.delete("/cis/{ci_id}", status_code=204, tags=["cmdb"])
-def delete_ci(ci_id: int, ctx: Ctx = Depends(api(Role.manager))) -> Response:
+def delete_ci(ci_id: PathId, ctx: Ctx = Depends(api(Role.manager))) -> Response:
     with ctx.session() as s:
         service.delete_ci(s, ci_id, actor=ctx.actor, now=ctx.now())
     return Response(status_code=204)
@@ -102,7 +102,7 @@ def delete_ci(ci_id: int, ctx: Ctx = Depends(api(Role.manager))) -> Response:
 def list_relationships(
     ctx: Ctx = Depends(api()),
     node_type: NodeKind | None = None,
-    node_id: int | None = None,
+    node_id: QueryId = None,
     cursor: str | None = None,
     limit: Limit = 100,
 ) -> object:
@@ -126,13 +126,13 @@ def create_relationship(data: RelationshipIn, ctx: Ctx = Depends(api(Role.manage
 
 
 @router.get("/relationships/{rel_id}", response_model=RelationshipOut, tags=["cmdb"])
-def get_relationship(rel_id: int, ctx: Ctx = Depends(api())) -> object:
+def get_relationship(rel_id: PathId, ctx: Ctx = Depends(api())) -> object:
     with ctx.session() as s:
         return service.relationship_dict(s, service.get_relationship(s, rel_id))
 
 
 @router.delete("/relationships/{rel_id}", status_code=204, tags=["cmdb"])
-def delete_relationship(rel_id: int, ctx: Ctx = Depends(api(Role.manager))) -> Response:
+def delete_relationship(rel_id: PathId, ctx: Ctx = Depends(api(Role.manager))) -> Response:
     with ctx.session() as s:
         service.delete_relationship(s, rel_id, actor=ctx.actor, now=ctx.now())
     return Response(status_code=204)

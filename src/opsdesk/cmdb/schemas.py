@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from opsdesk.cmdb.models import CIClass, RelationType
-from opsdesk.core.schemas import Attributes, In, Name, Out, ShortName, Text
+from opsdesk.core.schemas import Attributes, DbId, In, Name, Out, ShortName, Text
 
 NodeKind = Literal["service", "ci"]
 
@@ -14,14 +14,14 @@ NodeKind = Literal["service", "ci"]
 class ServiceIn(In):
     name: ShortName
     description: Text = ""
-    owner_team_id: int | None = None
+    owner_team_id: DbId | None = None
     attributes: Attributes
 
 
 class ServiceUpdate(In):
     name: ShortName | None = None
     description: Text | None = None
-    owner_team_id: int | None = None
+    owner_team_id: DbId | None = None
     attributes: dict[str, Any] | None = None
 
 
@@ -39,7 +39,7 @@ class CIIn(In):
     name: Name
     ci_class: CIClass = Field(alias="class")
     description: Text = ""
-    owner_team_id: int | None = None
+    owner_team_id: DbId | None = None
     attributes: Attributes
 
     model_config = In.model_config | {"populate_by_name": True}
@@ -49,7 +49,7 @@ class CIUpdate(In):
     name: Name | None = None
     ci_class: CIClass | None = Field(default=None, alias="class")
     description: Text | None = None
-    owner_team_id: int | None = None
+    owner_team_id: DbId | None = None
     attributes: dict[str, Any] | None = None
 
     model_config = In.model_config | {"populate_by_name": True}
@@ -69,9 +69,9 @@ class CIOut(Out):
 class RelationshipIn(In):
     type: RelationType
     source_type: NodeKind
-    source_id: int
+    source_id: DbId
     target_type: NodeKind
-    target_id: int
+    target_id: DbId
     description: Annotated[str, StringConstraints(max_length=500)] = ""
 
 

@@ -19,7 +19,7 @@ from opsdesk.core.actor import Role
 from opsdesk.core.errors import OpsdeskError, invalid
 from opsdesk.incidents import service as incidents
 from opsdesk.monitoring import service as monitoring
-from opsdesk.web.deps import Ctx, page
+from opsdesk.web.deps import Ctx, PathId, page
 from opsdesk.web.render import back, render
 
 router = APIRouter()
@@ -36,7 +36,7 @@ def _safe_next(target: str, default: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") else default
 
 
-def _node_url(kind: str, node_id: int) -> str:
+def _node_url(kind: str, node_id: PathId) -> str:
     return f"/services/{node_id}" if kind == "service" else f"/cis/{node_id}"
 
 
@@ -93,7 +93,7 @@ def _team_names(s: Session) -> tuple[list[Any], dict[int, str]]:
 # --- shared detail-page pieces -----------------------------------------------------------------
 
 
-def _relationship_rows(s: Session, kind: NodeKind, node_id: int) -> list[dict[str, Any]]:
+def _relationship_rows(s: Session, kind: NodeKind, node_id: PathId) -> list[dict[str, Any]]:
     rows = []
     for rel in service.list_relationships(s, node=(kind, node_id), limit=1000):
         d = service.relationship_dict(s, rel)
@@ -115,7 +115,7 @@ def _relationship_rows(s: Session, kind: NodeKind, node_id: int) -> list[dict[st
     return rows
 
 
-def _node_options(s: Session, kind: NodeKind, node_id: int) -> dict[str, list[tuple[str, str]]]:
+def _node_options(s: Session, kind: NodeKind, node_id: PathId) -> dict[str, list[tuple[str, str]]]:
     services = [
         (f"service:{x.id}", x.name)
         for x in service.list_services(s, limit=MANY)
@@ -161,7 +161,7 @@ def _node_form_defaults(node: Service | ConfigItem) -> dict[str, str]:
 
 
 def _relationship_in(
-    kind: NodeKind, node_id: int, type: str, direction: str, other: str, description: str
+    kind: NodeKind, node_id: PathId, type: str, direction: str, other: str, description: str
 ) -> RelationshipIn:
     other_kind, _, other_id = other.partition(":")
     if other_kind not in ("service", "ci") or not other_id.isdigit():
@@ -185,7 +185,7 @@ REL_RENAME = {"source_type": "other", "source_id": "other", "target_type": "othe
 
 
 def _add_relationship(
-    ctx: Ctx, kind: NodeKind, node_id: int, form: dict[str, str]
+    ctx: Ctx, kind: NodeKind, node_id: PathId, form: dict[str, str]
 ) -> Response | tuple[Errors, int]:
     """Create the relationship and redirect back, or return the form errors and the status."""
     errors: Errors = {}
@@ -202,7 +202,7 @@ def _add_relationship(
     return back(_node_url(kind, node_id), f"Added: {d['source_name']} {label} {d['target_name']}")
 
 
-def _delete_node(ctx: Ctx, kind: NodeKind, node_id: int) -> Response:
+def _delete_node(ctx: Ctx, kind: NodeKind, node_id: PathId) -> Response:
     try:
         with ctx.session() as s:
             if kind == "service":
@@ -284,7 +284,7 @@ def service_create(
 def _service_page(
     request: Request,
     ctx: Ctx,
-    service_id: int,
+    service_id: PathId,
     *,
     status_code: int = 200,
     form: dict[str, str] | None = None,
@@ -315,14 +315,14 @@ def _service_page(
 
 
 @router.get("/services/{service_id}", response_class=HTMLResponse)
-def service_detail(request: Request, service_id: int, ctx: Ctx = Depends(page())) -> HTMLResponse:
+def service_detail(request: Request, service_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
     return _service_page(request, ctx, service_id)
 
 
 @router.post("/services/{service_id}", response_model=None)
 def service_update(
     request: Request,
-    service_id: int,
+    service_id: PathId,
     ctx: Ctx = Depends(page(Role.manager)),
     name: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
@@ -364,7 +364,7 @@ def service_update(
 @router.post("/services/{service_id}/relationships", response_model=None)
 def service_add_relationship(
     request: Request,
-    service_id: int,
+    service_id: PathId,
     ctx: Ctx = Depends(page(Role.manager)),
     type: Annotated[str, Form()] = RelationType.depends_on.value,
     direction: Annotated[str, Form()] = "out",
@@ -382,7 +382,7 @@ def service_add_relationship(
 
 
 @router.post("/services/{service_id}/delete")
-def service_delete(service_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+def service_delete(service_id: PathId, ctx: Ctx = Depends(page(Role.manager))) -> Response:
     return _delete_node(ctx, "service", service_id)
 
 
@@ -462,14 +462,14 @@ def ci_create(
     )
 
 
-def _monitors_on_ci(s: Session, ci_id: int) -> list[Any]:
+def _monitors_on_ci(s: Session, ci_id: PathId) -> list[Any]:
     return [m for m in monitoring.list_monitors(s, limit=MANY) if m.ci_id == ci_id]
 
 
 def _ci_page(
     request: Request,
     ctx: Ctx,
-    ci_id: int,
+    ci_id: PathId,
     *,
     status_code: int = 200,
     form: dict[str, str] | None = None,
@@ -498,14 +498,14 @@ def _ci_page(
 
 
 @router.get("/cis/{ci_id}", response_class=HTMLResponse)
-def ci_detail(request: Request, ci_id: int, ctx: Ctx = Depends(page())) -> HTMLResponse:
+def ci_detail(request: Request, ci_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
     return _ci_page(request, ctx, ci_id)
 
 
 @router.post("/cis/{ci_id}", response_model=None)
 def ci_update(
     request: Request,
-    ci_id: int,
+    ci_id: PathId,
     ctx: Ctx = Depends(page(Role.manager)),
     name: Annotated[str, Form()] = "",
     ci_class: Annotated[str, Form()] = "",
@@ -550,7 +550,7 @@ def ci_update(
 @router.post("/cis/{ci_id}/relationships", response_model=None)
 def ci_add_relationship(
     request: Request,
-    ci_id: int,
+    ci_id: PathId,
     ctx: Ctx = Depends(page(Role.manager)),
     type: Annotated[str, Form()] = RelationType.depends_on.value,
     direction: Annotated[str, Form()] = "out",
@@ -568,7 +568,7 @@ def ci_add_relationship(
 
 
 @router.post("/cis/{ci_id}/delete")
-def ci_delete(ci_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+def ci_delete(ci_id: PathId, ctx: Ctx = Depends(page(Role.manager))) -> Response:
     return _delete_node(ctx, "ci", ci_id)
 
 
@@ -577,7 +577,7 @@ def ci_delete(ci_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
 
 @router.post("/relationships/{rel_id}/delete")
 def relationship_delete(
-    rel_id: int, ctx: Ctx = Depends(page(Role.manager)), next: Annotated[str, Form()] = ""
+    rel_id: PathId, ctx: Ctx = Depends(page(Role.manager)), next: Annotated[str, Form()] = ""
 ) -> Response:
     with ctx.session() as s:
         d = service.relationship_dict(s, service.get_relationship(s, rel_id))

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from opsdesk.core.errors import invalid
+from opsdesk.core.schemas import ID_MAX
 
 
 def parse_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > ID_MAX:
         raise invalid("cursor", "not a cursor returned by this API")
     return int(cursor)
 

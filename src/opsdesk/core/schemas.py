@@ -23,6 +23,9 @@ Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_check_
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(max_length=2000)]
+# Ids are 32-bit integers in the database: anything larger is refused as input, not a 500.
+ID_MAX = 2**31 - 1
+DbId = Annotated[int, Field(ge=1, le=ID_MAX)]
 Attributes = Annotated[dict[str, Any], Field(default_factory=dict)]
 
 

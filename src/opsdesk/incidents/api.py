@@ -6,11 +6,13 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from opsdesk.alerts import service as alerts
 from opsdesk.core.actor import Role
+from opsdesk.core.errors import invalid
 from opsdesk.core.paging import next_cursor, parse_cursor
 from opsdesk.core.schemas import Page
 from opsdesk.incidents import service
+from opsdesk.incidents.models import IncidentStatus
 from opsdesk.incidents.schemas import IncidentAction, IncidentDetail, IncidentOut
-from opsdesk.web.deps import Ctx, api
+from opsdesk.web.deps import Ctx, PathId, QueryId, api
 
 router = APIRouter(tags=["incidents"])
 
@@ -21,7 +23,7 @@ def list_incidents(
     status: Annotated[
         list[str] | None, Query(description="triggered, acknowledged, resolved, or open")
     ] = None,
-    service_id: int | None = None,
+    service_id: QueryId = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> object:
@@ -29,7 +31,12 @@ def list_incidents(
     wanted: list[str] = []
     for st in status or []:
         for part in st.split(","):
-            wanted += list(service.OPEN) if part == "open" else [part]
+            if part == "open":
+                wanted += list(service.OPEN)
+            elif part in IncidentStatus.__members__:
+                wanted.append(part)
+            else:
+                raise invalid("status", f"{part!r} is not one of triggered, acknowledged, resolved, open")
     with ctx.session() as s:
         rows = service.list_incidents(
             s,
@@ -41,7 +48,7 @@ def list_incidents(
         return {"items": rows, "next_cursor": next_cursor(rows, limit)}
 
 
-def _detail(ctx: Ctx, incident_id: int) -> dict[str, object]:
+def _detail(ctx: Ctx, incident_id: PathId) -> dict[str, object]:
     with ctx.session() as s:
         inc = service.get_incident(s, incident_id)
         out = IncidentOut.model_validate(inc).model_dump()

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from opsdesk.core import metrics
 from opsdesk.core.actor import Actor
 from opsdesk.core.errors import conflict, not_found
+from opsdesk.core.schemas import ID_MAX
 from opsdesk.incidents.models import Incident, IncidentStatus, TimelineEntry
 
 OPEN = (IncidentStatus.triggered.value, IncidentStatus.acknowledged.value)
@@ -25,12 +26,12 @@ def get_incident(s: Session, incident_id: int) -> Incident:
 
 def parse_key(ref: str) -> int:
     """``INC-42``, ``inc-42`` or ``42`` → 42."""
-    ref = ref.strip()
-    if ref.upper().startswith("INC-"):
-        ref = ref[4:]
-    if not ref.isdigit():
-        raise not_found("incident", ref)
-    return int(ref)
+    digits = ref.strip()
+    if digits.upper().startswith("INC-"):
+        digits = digits[4:]
+    if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) <= ID_MAX:
+        raise not_found("incident", repr(ref))
+    return int(digits)
 
 
 def list_incidents(

@@ -9,7 +9,7 @@ from opsdesk.alerts import service as alerts
 from opsdesk.cmdb import service as cmdb
 from opsdesk.core.actor import Role
 from opsdesk.incidents import service
-from opsdesk.web.deps import Ctx, page
+from opsdesk.web.deps import Ctx, PathId, page
 from opsdesk.web.render import back, render
 
 router = APIRouter()
@@ -27,7 +27,7 @@ def incident_list(request: Request, ctx: Ctx = Depends(page()), show: str = "ope
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
-def incident_detail(request: Request, incident_id: int, ctx: Ctx = Depends(page())) -> HTMLResponse:
+def incident_detail(request: Request, incident_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
     with ctx.session() as s:
         inc = service.get_incident(s, incident_id)
         svc = cmdb.get_service(s, inc.service_id) if inc.service_id else None
@@ -44,19 +44,19 @@ def incident_detail(request: Request, incident_id: int, ctx: Ctx = Depends(page(
 
 
 @router.get("/incidents/{incident_id}/timeline", response_class=HTMLResponse)
-def incident_timeline(request: Request, incident_id: int, ctx: Ctx = Depends(page())) -> HTMLResponse:
+def incident_timeline(request: Request, incident_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
     with ctx.session() as s:
         service.get_incident(s, incident_id)
         return render(request, ctx, "incidents/timeline.html", timeline=service.timeline(s, incident_id))
 
 
-def _next(next: str, incident_id: int) -> str:
+def _next(next: str, incident_id: PathId) -> str:
     return next if next.startswith("/") and not next.startswith("//") else f"/incidents/{incident_id}"
 
 
 @router.post("/incidents/{incident_id}/ack")
 def incident_ack(
-    incident_id: int,
+    incident_id: PathId,
     ctx: Ctx = Depends(page(Role.responder)),
     next: Annotated[str, Form()] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
@@ -69,7 +69,7 @@ def incident_ack(
 
 @router.post("/incidents/{incident_id}/resolve")
 def incident_resolve(
-    incident_id: int,
+    incident_id: PathId,
     ctx: Ctx = Depends(page(Role.responder)),
     next: Annotated[str, Form()] = "",
     note: Annotated[str, Form(max_length=2000)] = "",

@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import Field
 
 from opsdesk.alerts.models import Severity
-from opsdesk.core.schemas import In, Name, Out
+from opsdesk.core.schemas import DbId, In, Name, Out
 
 
 class MonitorIn(In):
@@ -19,8 +19,8 @@ class MonitorIn(In):
     interval_seconds: int = Field(default=60, ge=1, le=86_400)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     failures_before_down: int = Field(default=3, ge=1, le=100)
-    service_id: int | None = None
-    ci_id: int | None = None
+    service_id: DbId | None = None
+    ci_id: DbId | None = None
     severity: Severity = Severity.critical
     enabled: bool = True
 
@@ -32,8 +32,8 @@ class MonitorUpdate(In):
     interval_seconds: int | None = Field(default=None, ge=1, le=86_400)
     timeout_seconds: float | None = Field(default=None, gt=0, le=300)
     failures_before_down: int | None = Field(default=None, ge=1, le=100)
-    service_id: int | None = None
-    ci_id: int | None = None
+    service_id: DbId | None = None
+    ci_id: DbId | None = None
     severity: Severity | None = None
     enabled: bool | None = None
 

@@ -11,7 +11,7 @@ from opsdesk.core.actor import Role
 from opsdesk.core.errors import OpsdeskError
 from opsdesk.monitoring import service
 from opsdesk.monitoring.schemas import MonitorIn, MonitorUpdate
-from opsdesk.web.deps import Ctx, page
+from opsdesk.web.deps import Ctx, PathId, page
 from opsdesk.web.render import back, render
 
 router = APIRouter()
@@ -100,7 +100,7 @@ def monitor_create(
 
 
 @router.get("/monitors/{monitor_id}", response_class=HTMLResponse)
-def monitor_detail(request: Request, monitor_id: int, ctx: Ctx = Depends(page())) -> HTMLResponse:
+def monitor_detail(request: Request, monitor_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
     with ctx.session() as s:
         m = service.get_monitor(s, monitor_id)
         svc = cmdb.get_service(s, m.service_id) if m.service_id else None
@@ -109,7 +109,7 @@ def monitor_detail(request: Request, monitor_id: int, ctx: Ctx = Depends(page())
 
 
 @router.post("/monitors/{monitor_id}/pause")
-def monitor_pause(monitor_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+def monitor_pause(monitor_id: PathId, ctx: Ctx = Depends(page(Role.manager))) -> Response:
     with ctx.session() as s:
         m = service.update_monitor(
             s, monitor_id, MonitorUpdate(enabled=False), actor=ctx.actor, now=ctx.now()
@@ -118,14 +118,14 @@ def monitor_pause(monitor_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Re
 
 
 @router.post("/monitors/{monitor_id}/resume")
-def monitor_resume(monitor_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+def monitor_resume(monitor_id: PathId, ctx: Ctx = Depends(page(Role.manager))) -> Response:
     with ctx.session() as s:
         m = service.update_monitor(s, monitor_id, MonitorUpdate(enabled=True), actor=ctx.actor, now=ctx.now())
         return back(f"/monitors/{m.id}", f"{m.name} resumed")
 
 
 @router.post("/monitors/{monitor_id}/delete")
-def monitor_delete(monitor_id: int, ctx: Ctx = Depends(page(Role.manager))) -> Response:
+def monitor_delete(monitor_id: PathId, ctx: Ctx = Depends(page(Role.manager))) -> Response:
     with ctx.session() as s:
         name = service.get_monitor(s, monitor_id).name
         service.delete_monitor(s, monitor_id, actor=ctx.actor, now=ctx.now())

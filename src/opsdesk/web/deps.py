@@ -6,8 +6,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -17,10 +18,14 @@ from opsdesk.core.actor import Actor, Role
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
 from opsdesk.core.errors import OpsdeskError, forbidden, unauthorized
+from opsdesk.core.schemas import ID_MAX
 from opsdesk.core.security import constant_time_equals
 from opsdesk.core.settings import Settings
 
 SESSION_COOKIE = "opsdesk_session"
+
+PathId = Annotated[int, Path(ge=1, le=ID_MAX, description="Numeric id")]
+QueryId = Annotated[int | None, Query(ge=1, le=ID_MAX)]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 

@@ -1,0 +1,500 @@
+"""Who may call what: every API route against every role, in the NetBox style.
+
+``ROUTES`` lists each route once, with the least role that may call it and a recipe for a valid
+request (path ids and body) built from the seeded ``World``. For every route and every role:
+
+* below the minimum role the answer is 403 problem+json and nothing in the database changed
+  (every table is compared row by row, and the audit log is counted through the API as admin);
+* at or above it the answer is 2xx.
+
+``test_every_api_route_is_in_the_matrix`` fails when a route is added under /api/v1 without a row
+here, so no future route escapes the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+import opsdesk.notify.models  # noqa: F401  (registers the outbox table for the snapshots)
+from opsdesk.alerts.service import process_pending
+from opsdesk.auth import service as auth
+from opsdesk.auth.schemas import UserIn, UserUpdate
+from opsdesk.core.actor import SYSTEM, Role
+from opsdesk.core.clock import ManualClock
+from opsdesk.core.db import Base, Database
+from tests.conftest import Account
+
+V, R, M, A = Role.viewer, Role.responder, Role.manager, Role.admin
+ROLES = [V, R, M, A]
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def accounts(db: Database, clock: ManualClock) -> dict[str, Account]:
+    """conftest's ``accounts`` without passwords: the matrix only uses tokens, and hashing four
+    passwords with argon2 for each of its ~400 cases would more than double its run time."""
+    out = {}
+    with db.session() as s:
+        for role in Role:
+            user = auth.create_user(
+                s,
+                UserIn(email=f"{role.value}@example.org", name=role.value.title(), role=role),
+                actor=SYSTEM,
+                now=clock.now(),
+            )
+            _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=clock.now())
+            out[role.value] = Account(user, token, role)
+    return out
+
+
+# --- the seeded world ----------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Objects every route can act on, created through the API as admin, plus spares on demand."""
+
+    client: TestClient
+    db: Database
+    clock: ManualClock
+    accounts: dict[str, Account]
+    ids: dict[str, int] = field(default_factory=dict)
+    actor: Account | None = None
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.accounts["admin"].headers
+
+    def create(self, path: str, body: dict[str, Any]) -> int:
+        r = self.client.post(path, json=body, headers=self.admin)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def __getattr__(self, name: str) -> int:
+        if name == "ids":
+            raise AttributeError(name)
+        try:
+            return self.ids[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    # Spares: routes that delete need something nothing else depends on.
+    def spare_service(self) -> int:
+        return self.create("/api/v1/services", {"name": "spare-service"})
+
+    def spare_ci(self) -> int:
+        return self.create("/api/v1/cis", {"name": "spare-ci", "class": "vm"})
+
+    def spare_team(self) -> int:
+        return self.create("/api/v1/teams", {"name": "spare-team"})
+
+    def own_token(self) -> int:
+        """A token of the acting user (revoking your own token is a responder's right)."""
+        assert self.actor is not None
+        return self.create("/api/v1/tokens", {"name": "spare", "user_id": self.actor.user.id})
+
+
+def run_pipeline(db: Database, clock: ManualClock) -> int:
+    with db.session() as s:
+        return process_pending(s, now=clock.now())
+
+
+@pytest.fixture
+def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[str, Account]) -> World:
+    w = World(client, db, clock, accounts)
+    w.ids["team_id"] = w.create(
+        "/api/v1/teams", {"name": "payments", "member_ids": [accounts["responder"].user.id]}
+    )
+    w.ids["service_id"] = w.create("/api/v1/services", {"name": "checkout", "owner_team_id": w.team_id})
+    w.ids["ci_id"] = w.create("/api/v1/cis", {"name": "db-1", "class": "database"})
+    w.ids["rel_id"] = w.create(
+        "/api/v1/relationships",
+        {
+            "type": "depends_on",
+            "source_type": "service",
+            "source_id": w.service_id,
+            "target_type": "ci",
+            "target_id": w.ci_id,
+        },
+    )
+    w.ids["monitor_id"] = w.create(
+        "/api/v1/monitors",
+        {
+            "name": "checkout-http",
+            "target": "https://checkout.example.org/health",
+            "service_id": w.service_id,
+        },
+    )
+    w.ids["user_id"] = w.create("/api/v1/users", {"email": "bystander@example.org", "name": "Bystander"})
+    r = w.client.post(
+        "/api/v1/events", json={"summary": "checkout is down", "service": "checkout"}, headers=w.admin
+    )
+    assert r.status_code == 202, r.text
+    assert run_pipeline(db, clock) == 1
+    w.ids["alert_id"] = client.get("/api/v1/alerts", headers=w.admin).json()["items"][0]["id"]
+    w.ids["incident_id"] = client.get("/api/v1/incidents", headers=w.admin).json()["items"][0]["id"]
+    return w
+
+
+# --- the matrix ----------------------------------------------------------------------------------
+
+Build = Callable[[World], Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    role: Role
+    ids: Build = lambda w: {}
+    body: Build | None = None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def prepare(self, w: World) -> tuple[str, Any]:
+        """The URL and JSON body of a valid request (may create spares in ``w``)."""
+        return self.path.format(**self.ids(w)), self.body(w) if self.body else None
+
+
+def seeded(*names: str) -> Build:
+    """Path ids taken from the seeded world: ``seeded("service_id")``."""
+    return lambda w: {n: getattr(w, n) for n in names}
+
+
+def const(value: Any) -> Build:
+    return lambda w: value
+
+
+def incident(w: World) -> dict[str, int]:
+    return {"ref": w.incident_id}
+
+
+def new_edge(w: World) -> dict[str, Any]:
+    return {
+        "type": "runs_on",
+        "source_type": "service",
+        "source_id": w.service_id,
+        "target_type": "ci",
+        "target_id": w.ci_id,
+    }
+
+
+EDIT = const({"description": "changed"})
+
+ROUTES = [
+    # users, teams, tokens
+    Route("GET", "/api/v1/me", V),
+    Route("GET", "/api/v1/users", V),
+    Route("POST", "/api/v1/users", A, body=const({"email": "new@example.org", "name": "New"})),
+    Route("GET", "/api/v1/users/{user_id}", V, seeded("user_id")),
+    Route("PATCH", "/api/v1/users/{user_id}", A, seeded("user_id"), const({"name": "Renamed"})),
+    Route("DELETE", "/api/v1/users/{user_id}", A, seeded("user_id")),
+    Route("GET", "/api/v1/teams", V),
+    Route("POST", "/api/v1/teams", M, body=const({"name": "sre"})),
+    Route("GET", "/api/v1/teams/{team_id}", V, seeded("team_id")),
+    Route("PATCH", "/api/v1/teams/{team_id}", M, seeded("team_id"), EDIT),
+    Route("DELETE", "/api/v1/teams/{team_id}", M, lambda w: {"team_id": w.spare_team()}),
+    Route("GET", "/api/v1/tokens", V),
+    Route("POST", "/api/v1/tokens", R, body=const({"name": "ci"})),
+    Route("DELETE", "/api/v1/tokens/{token_id}", R, lambda w: {"token_id": w.own_token()}),
+    # CMDB
+    Route("GET", "/api/v1/services", V),
+    Route("POST", "/api/v1/services", M, body=const({"name": "search"})),
+    Route("GET", "/api/v1/services/{service_id}", V, seeded("service_id")),
+    Route("PATCH", "/api/v1/services/{service_id}", M, seeded("service_id"), EDIT),
+    Route("DELETE", "/api/v1/services/{service_id}", M, lambda w: {"service_id": w.spare_service()}),
+    Route("GET", "/api/v1/cis", V),
+    Route("POST", "/api/v1/cis", M, body=const({"name": "web-1", "class": "server"})),
+    Route("GET", "/api/v1/cis/{ci_id}", V, seeded("ci_id")),
+    Route("PATCH", "/api/v1/cis/{ci_id}", M, seeded("ci_id"), EDIT),
+    Route("DELETE", "/api/v1/cis/{ci_id}", M, lambda w: {"ci_id": w.spare_ci()}),
+    Route("GET", "/api/v1/relationships", V),
+    Route("POST", "/api/v1/relationships", M, body=new_edge),
+    Route("GET", "/api/v1/relationships/{rel_id}", V, seeded("rel_id")),
+    Route("DELETE", "/api/v1/relationships/{rel_id}", M, seeded("rel_id")),
+    # monitoring
+    Route("GET", "/api/v1/monitors", V),
+    Route("POST", "/api/v1/monitors", M, body=const({"name": "home", "target": "https://example.org/"})),
+    Route("GET", "/api/v1/monitors/{monitor_id}", V, seeded("monitor_id")),
+    Route("PATCH", "/api/v1/monitors/{monitor_id}", M, seeded("monitor_id"), const({"interval_seconds": 30})),
+    Route("DELETE", "/api/v1/monitors/{monitor_id}", M, seeded("monitor_id")),
+    Route("GET", "/api/v1/monitors/{monitor_id}/results", V, seeded("monitor_id")),
+    # events, alerts, incidents
+    Route("POST", "/api/v1/events", R, body=const({"summary": "disk full", "service": "checkout"})),
+    Route("GET", "/api/v1/alerts", V),
+    Route("GET", "/api/v1/alerts/{alert_id}", V, seeded("alert_id")),
+    Route("GET", "/api/v1/incidents", V),
+    Route("GET", "/api/v1/incidents/{ref}", V, incident),
+    Route("POST", "/api/v1/incidents/{ref}/ack", R, incident, const({"note": "on it"})),
+    Route("POST", "/api/v1/incidents/{ref}/resolve", R, incident),
+    # audit, and the metrics endpoint outside /api/v1
+    Route("GET", "/api/v1/audit", M),
+    Route("GET", "/metrics", V),
+]
+
+ALLOWED = [(route, role) for route in ROUTES for role in ROLES if role.at_least(route.role)]
+REFUSED = [(route, role) for route in ROUTES for role in ROLES if not role.at_least(route.role)]
+
+
+def case_id(case: Any) -> str:
+    return str(case) if isinstance(case, Route) else f"as-{case}"
+
+
+# --- snapshots -----------------------------------------------------------------------------------
+
+# Reading through the API stamps the caller's token; that write is expected and not a change.
+VOLATILE = {"last_used_at"}
+
+
+def db_state(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (without ``VOLATILE`` columns), in primary-key order."""
+    out = {}
+    with db.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            cols = [c for c in table.c if c.name not in VOLATILE]
+            rows = conn.execute(select(*cols).order_by(*table.primary_key.columns))
+            out[table.name] = [tuple(row) for row in rows]
+    return out
+
+
+def audit_count(w: World) -> int:
+    r = w.client.get("/api/v1/audit", params={"limit": 500}, headers=w.admin)
+    assert r.status_code == 200, r.text
+    return len(r.json()["items"])
+
+
+def assert_problem(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body = r.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
+    return body
+
+
+# --- the matrix tests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("route", "role"), REFUSED, ids=case_id)
+def test_role_below_minimum_is_refused_and_changes_nothing(world: World, route: Route, role: Role) -> None:
+    account = world.accounts[role.value]
+    world.actor = account
+    url, body = route.prepare(world)
+    before, audit_before = db_state(world.db), audit_count(world)
+
+    r = world.client.request(route.method, url, json=body, headers=account.headers)
+
+    problem = assert_problem(r, 403)
+    assert problem["title"] == "Forbidden"
+    assert audit_count(world) == audit_before
+    assert db_state(world.db) == before
+
+
+@pytest.mark.parametrize(("route", "role"), ALLOWED, ids=case_id)
+def test_role_at_or_above_minimum_is_allowed(world: World, route: Route, role: Role) -> None:
+    account = world.accounts[role.value]
+    world.actor = account
+
+    url, body = route.prepare(world)
+
+    r = world.client.request(route.method, url, json=body, headers=account.headers)
+
+    assert 200 <= r.status_code < 300, r.text
+
+
+def _registered_api_routes(app: Any) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves, hidden from the OpenAPI document or not."""
+    pairs: list[tuple[set[str], str]] = []
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: included routers are flattened into app.routes
+        pairs = [(r.methods or set(), r.path) for r in app.routes if isinstance(r, APIRoute)]
+    else:
+        for rc in iter_route_contexts(app.routes):
+            if isinstance(rc.original_route, APIRoute) and rc.path:
+                pairs.append((rc.original_route.methods or set(), rc.path))
+    return {(m, path) for methods, path in pairs for m in methods if m != "HEAD"}
+
+
+def test_every_api_route_is_in_the_matrix(client: TestClient, accounts: dict[str, Account]) -> None:
+    doc = client.get("/api/openapi.json", headers=accounts["viewer"].headers).json()
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    served = documented | _registered_api_routes(client.app)
+    api_routes = {(m, p) for m, p in served if p.startswith("/api/v1/")}
+    in_matrix = {(r.method, r.path) for r in ROUTES}
+
+    assert api_routes, "no /api/v1 route found: the route walk is broken"
+    assert sorted(api_routes - in_matrix) == [], "add these routes to ROUTES in tests/test_api_roles.py"
+
+
+def test_every_matrix_route_exists(client: TestClient) -> None:
+    served = _registered_api_routes(client.app)
+    stale = [str(r) for r in ROUTES if (r.method, r.path) not in served]
+
+    assert stale == []
+
+
+def test_matrix_lists_each_route_once() -> None:
+    keys = [(r.method, r.path) for r in ROUTES]
+
+    assert len(keys) == len(set(keys))
+
+
+# --- authentication failures ---------------------------------------------------------------------
+
+
+def _all_requests(w: World) -> list[tuple[Route, str, Any]]:
+    w.actor = w.accounts["admin"]
+    return [(r, *r.prepare(w)) for r in ROUTES]
+
+
+def _assert_every_route_answers_401(w: World, headers: dict[str, str]) -> None:
+    requests = _all_requests(w)
+    before = db_state(w.db)
+    for route, url, body in requests:
+        r = w.client.request(route.method, url, json=body, headers=headers)
+        assert r.status_code == 401, f"{route}: {r.status_code} {r.text}"
+        assert r.headers["content-type"].startswith(PROBLEM), str(route)
+        assert r.headers["www-authenticate"].startswith("Bearer"), str(route)
+    assert db_state(w.db) == before
+
+
+def test_no_token_is_401_with_www_authenticate_on_every_route(world: World) -> None:
+    _assert_every_route_answers_401(world, {})
+
+
+def test_wrong_token_is_401_on_every_route(world: World) -> None:
+    _assert_every_route_answers_401(world, {"Authorization": "Bearer odk_not-a-real-token"})
+
+
+def test_basic_auth_is_401_on_every_route(world: World) -> None:
+    _assert_every_route_answers_401(world, {"Authorization": "Basic x"})
+
+
+def test_empty_bearer_is_401(world: World) -> None:
+    r = world.client.get("/api/v1/me", headers={"Authorization": "Bearer "})
+
+    assert_problem(r, 401)
+    assert "www-authenticate" in r.headers
+
+
+def test_revoked_token_is_401(world: World) -> None:
+    admin = world.accounts["admin"]
+    with world.db.session() as s:
+        token, plain = auth.create_token(s, admin.user, "soon revoked", actor=SYSTEM, now=world.clock.now())
+        auth.revoke_token(s, token.id, actor=SYSTEM, now=world.clock.now())
+
+    r = world.client.get("/api/v1/me", headers={"Authorization": f"Bearer {plain}"})
+
+    assert_problem(r, 401)
+    assert "www-authenticate" in r.headers
+
+
+def test_token_of_deactivated_user_is_401(world: World) -> None:
+    manager = world.accounts["manager"]
+    with world.db.session() as s:
+        auth.update_user(s, manager.user.id, UserUpdate(active=False), actor=SYSTEM, now=world.clock.now())
+
+    r = world.client.get("/api/v1/me", headers=manager.headers)
+
+    assert_problem(r, 401)
+
+
+# --- the finer rules inside routes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES, ids=case_id)
+def test_any_role_may_rename_itself(world: World, role: Role) -> None:
+    account = world.accounts[role.value]
+
+    r = world.client.patch(f"/api/v1/users/{account.user.id}", json={"name": "Me"}, headers=account.headers)
+
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "Me"
+
+
+@pytest.mark.parametrize("role", [V, R, M], ids=case_id)
+def test_non_admin_cannot_change_own_role(world: World, role: Role) -> None:
+    account = world.accounts[role.value]
+    before = db_state(world.db)
+
+    r = world.client.patch(
+        f"/api/v1/users/{account.user.id}", json={"role": "admin"}, headers=account.headers
+    )
+
+    assert_problem(r, 403)
+    assert db_state(world.db) == before
+
+
+def test_responder_cannot_create_a_token_for_another_user(world: World) -> None:
+    responder = world.accounts["responder"]
+    before = db_state(world.db)
+
+    r = world.client.post(
+        "/api/v1/tokens", json={"name": "x", "user_id": world.user_id}, headers=responder.headers
+    )
+
+    assert_problem(r, 403)
+    assert db_state(world.db) == before
+
+
+def test_admin_can_create_a_token_for_another_user(world: World) -> None:
+    r = world.client.post("/api/v1/tokens", json={"name": "x", "user_id": world.user_id}, headers=world.admin)
+
+    assert r.status_code == 201, r.text
+    assert r.json()["user_id"] == world.user_id
+
+
+def test_manager_cannot_revoke_another_users_token(world: World) -> None:
+    world.actor = world.accounts["responder"]
+    token_id = world.own_token()
+    before = db_state(world.db)
+
+    r = world.client.delete(f"/api/v1/tokens/{token_id}", headers=world.accounts["manager"].headers)
+
+    assert_problem(r, 403)
+    assert db_state(world.db) == before
+
+
+def test_admin_can_revoke_another_users_token(world: World) -> None:
+    responder = world.accounts["responder"]
+    mine = {t["id"] for t in world.client.get("/api/v1/tokens", headers=responder.headers).json()}
+    (token_id,) = mine
+
+    r = world.client.delete(f"/api/v1/tokens/{token_id}", headers=world.admin)
+
+    assert r.status_code == 204
+    assert world.client.get("/api/v1/me", headers=responder.headers).status_code == 401
+
+
+def test_non_admin_lists_only_own_tokens(world: World) -> None:
+    viewer = world.accounts["viewer"]
+
+    tokens = world.client.get("/api/v1/tokens", headers=viewer.headers).json()
+
+    assert {t["user_id"] for t in tokens} == {viewer.user.id}
+
+
+def test_admin_lists_everyones_tokens(world: World) -> None:
+    tokens = world.client.get("/api/v1/tokens", headers=world.admin).json()
+
+    assert {t["user_id"] for t in tokens} >= {a.user.id for a in world.accounts.values()}
+
+
+def test_api_docs_and_schema_need_a_login(client: TestClient, accounts: dict[str, Account]) -> None:
+    assert client.get("/api/openapi.json").status_code == 401
+    r = client.get("/api/docs", headers={"accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert (
+        client.get("/api/openapi.json", headers=accounts["viewer"].headers).json()["info"]["title"]
+        == "opsdesk"
+    )
