@@ -21,8 +21,8 @@ from opsdesk.core.db import Database
 from opsdesk.core.errors import OpsdeskError
 from opsdesk.core.settings import Settings
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 clock = SystemClock()
 
 P = ParamSpec("P")

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     smtp_timeout: float = 10.0
 
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    # auto: plain text on a terminal, one JSON object per line otherwise (files, journald, collectors).
+    log_format: Literal["auto", "json", "text"] = "auto"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     metrics_public: bool = False
     session_hours: int = Field(default=12, ge=1)
