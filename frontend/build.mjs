@@ -11,6 +11,8 @@ mkdirSync(out, { recursive: true });
 const files = [
   ["node_modules/htmx.org/dist/htmx.min.js", "htmx.min.js"],
   ["node_modules/@picocss/pico/css/pico.min.css", "pico.min.css"],
+  ["node_modules/uplot/dist/uPlot.iife.min.js", "uPlot.iife.min.js"],
+  ["node_modules/uplot/dist/uPlot.min.css", "uPlot.min.css"],
   ["node_modules/swagger-ui-dist/swagger-ui-bundle.js", "swagger-ui-bundle.js"],
   ["node_modules/swagger-ui-dist/swagger-ui.css", "swagger-ui.css"],
 ];

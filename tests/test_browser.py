@@ -170,3 +170,31 @@ async def test_api_docs_render_from_vendored_files(live_server, browser, account
     assert "opsdesk" in await page.locator(".swagger-ui .info .title").inner_text()
     await page.locator(".opblock-tag", has_text="incidents").first.wait_for()
     assert external == [], f"the docs page fetched from outside: {external}"
+
+
+async def test_monitor_page_charts_response_time(live_server, browser, accounts, db, clock):
+    from datetime import timedelta
+
+    from opsdesk.monitoring import service as monitoring
+    from opsdesk.monitoring.checks import CheckOutcome
+    from opsdesk.monitoring.schemas import MonitorIn
+
+    with db.session() as s:
+        mid = monitoring.create_monitor(
+            s, MonitorIn(name="shop-http", target="http://127.0.0.1:9/"), actor=SYSTEM, now=clock.now()
+        ).id
+    start = clock.now() - timedelta(hours=1)
+    results = [
+        (mid, start + timedelta(minutes=i), CheckOutcome(i % 17 != 5, "HTTP 200", 40 + (i * 7) % 30, 200))
+        for i in range(60)
+    ]
+    with db.session() as s:
+        monitoring.record_results(s, results)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await _login(page, live_server, "viewer@example.org")
+    await page.goto(f"{live_server}/monitors/{mid}")
+    await page.locator("#latency-chart canvas").wait_for()
+    legend = await page.locator("#latency-chart .u-legend").inner_text()
+    assert "response time" in legend and "failed" in legend
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "monitor-detail.png"), full_page=True)

@@ -10,6 +10,7 @@ from opsdesk.cmdb import service as cmdb
 from opsdesk.core.actor import Role
 from opsdesk.core.errors import OpsdeskError
 from opsdesk.monitoring import service
+from opsdesk.monitoring.models import CheckResult
 from opsdesk.monitoring.schemas import MonitorIn, MonitorUpdate
 from opsdesk.web.deps import Ctx, PathId, page
 from opsdesk.web.render import back, render
@@ -104,8 +105,33 @@ def monitor_detail(request: Request, monitor_id: PathId, ctx: Ctx = Depends(page
     with ctx.session() as s:
         m = service.get_monitor(s, monitor_id)
         svc = cmdb.get_service(s, m.service_id) if m.service_id else None
-        results = service.recent_results(s, m.id, 50)
-    return render(request, ctx, "monitoring/detail.html", nav="monitors", m=m, service=svc, results=results)
+        results = service.recent_results(s, m.id, 200)
+    return render(
+        request,
+        ctx,
+        "monitoring/detail.html",
+        nav="monitors",
+        m=m,
+        service=svc,
+        results=results[:20],
+        latency_chart=_latency_chart(results),
+    )
+
+
+def _latency_chart(results: list[CheckResult]) -> dict[str, Any]:
+    """Response time of successful checks, and failed checks as red marks on the time axis."""
+    ordered = list(reversed(results))
+    return {
+        "series": [
+            {"label": "response time", "unit": "ms", "color": "#0172ad"},
+            {"label": "failed", "unit": "", "color": "#cf222e", "points": True},
+        ],
+        "x": [r.at.timestamp() for r in ordered],
+        "y": [
+            [round(r.latency_ms, 1) if r.ok and r.latency_ms is not None else None for r in ordered],
+            [0 if not r.ok else None for r in ordered],
+        ],
+    }
 
 
 @router.post("/monitors/{monitor_id}/pause")
