@@ -31,7 +31,7 @@ from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
 from opsdesk.runtime.writer import BatchWriter
 from opsdesk.web import errors, filters, views
 from opsdesk.web.deps import Ctx, api, page
-from opsdesk.web.middleware import BodyLimitMiddleware, MetricsMiddleware
+from opsdesk.web.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 
 PKG = Path(__file__).resolve().parent.parent
 STATIC = Path(__file__).resolve().parent / "static"
@@ -95,6 +95,7 @@ def create_app(
 
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     for router in (

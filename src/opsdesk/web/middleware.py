@@ -105,3 +105,27 @@ class MetricsMiddleware:
             await self.app(scope, receive, wrapped)
         finally:
             metrics.HTTP_REQUESTS.labels(scope["method"], str(status["code"])).inc()
+
+
+SECURITY_HEADERS = [
+    (b"x-frame-options", b"DENY"),  # no framing: the acknowledge buttons cannot be clickjacked
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
