@@ -1,9 +1,15 @@
-"""HTML pages for the CMDB: services, configuration items and the relationships between them."""
+"""HTML pages for the CMDB: services, configuration items and the relationships between them.
+
+Services and CIs are two kinds of node with the same pages. Each route below only declares its URL and
+form fields; the work is written once and told by a ``NodePages`` what differs between the kinds.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -25,8 +31,31 @@ from opsdesk.web.render import back, render
 router = APIRouter()
 
 Errors = dict[str, str]
+Node = Service | ConfigItem
 MANY = 10_000  # enough rows for counting on a list page
-KIND_LABEL = {"service": "service", "ci": "CI"}
+CI_CLASSES = [c.value for c in CIClass]
+
+
+@dataclass(frozen=True)
+class NodePages:
+    """What the service pages and the CI pages do differently."""
+
+    kind: NodeKind
+    label: str  # mid-sentence: "service", "CI"
+    title: str  # starting a flash message: "Service", "CI"
+    nav: str  # also names the list page's path and template
+    rename: dict[str, str]  # schema field -> form field, for the error messages
+    get: Callable[[Session, int], Node]
+    new: type[ServiceIn | CIIn]
+    create: Callable[..., Node]
+    change: type[ServiceUpdate | CIUpdate]
+    update: Callable[..., Node]
+    delete: Callable[..., None]
+    listed: Callable[[Session, str, str], dict[str, Any]]  # (q, class) -> rows and monitor counts
+    detail_extras: Callable[[Session, Any], dict[str, Any]]
+
+    def url(self, node_id: int) -> str:
+        return f"/{self.nav}/{node_id}"
 
 
 # --- form helpers ------------------------------------------------------------------------------
@@ -34,10 +63,6 @@ KIND_LABEL = {"service": "service", "ci": "CI"}
 
 def _safe_next(target: str, default: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") else default
-
-
-def _node_url(kind: str, node_id: PathId) -> str:
-    return f"/services/{node_id}" if kind == "service" else f"/cis/{node_id}"
 
 
 def _attr_text(value: Any) -> str:
@@ -66,6 +91,26 @@ def parse_attributes(text: str, current: dict[str, Any] | None = None) -> dict[s
     return out
 
 
+def _parsed_attributes(text: str, current: dict[str, Any], errors: Errors) -> dict[str, Any]:
+    try:
+        return parse_attributes(text, current)
+    except ValueError as exc:
+        errors["attributes"] = str(exc)
+        # Empty, so the other fields are still validated and all mistakes show at once.
+        return {}
+
+
+def _schema_fields(form: dict[str, str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "name": form["name"],
+        "description": form["description"],
+        "owner_team_id": form["owner_team_id"] or None,
+    }
+    if "ci_class" in form:
+        fields["class"] = form["ci_class"]  # the form cannot say "class": it names a Python parameter
+    return fields
+
+
 def _collect(
     exc: ValidationError | OpsdeskError, errors: Errors, *, rename: dict[str, str], conflict_field: str
 ) -> int:
@@ -85,12 +130,98 @@ def _collect(
     return exc.status
 
 
+def _node_form(
+    name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    owner_team_id: Annotated[str, Form()] = "",
+) -> dict[str, str]:
+    return {"name": name, "description": description, "owner_team_id": owner_team_id}
+
+
+def _relationship_form(
+    type: Annotated[str, Form()] = RelationType.depends_on.value,
+    direction: Annotated[str, Form()] = "out",
+    other: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+) -> dict[str, str]:
+    return {"type": type, "direction": direction, "other": other, "description": description}
+
+
+FormText = Annotated[str, Form()]
+NodeForm = Annotated[dict[str, str], Depends(_node_form)]
+RelForm = Annotated[dict[str, str], Depends(_relationship_form)]
+ViewerCtx = Annotated[Ctx, Depends(page())]
+ManagerCtx = Annotated[Ctx, Depends(page(Role.manager))]
+
+
 def _team_names(s: Session) -> tuple[list[Any], dict[int, str]]:
     teams = auth.list_teams(s, limit=1000)
     return teams, {t.id: t.name for t in teams}
 
 
-# --- shared detail-page pieces -----------------------------------------------------------------
+# --- list pages --------------------------------------------------------------------------------
+
+
+def _listed_services(s: Session, q: str, ci_class: str) -> dict[str, Any]:
+    monitors = monitoring.list_monitors(s, limit=MANY)
+    return {
+        "services": service.list_services(s, limit=500, q=q or None),
+        "monitor_counts": Counter(m.service_id for m in monitors if m.service_id),
+    }
+
+
+def _listed_cis(s: Session, q: str, ci_class: str) -> dict[str, Any]:
+    monitors = monitoring.list_monitors(s, limit=MANY)
+    return {
+        "cis": service.list_cis(s, limit=500, ci_class=ci_class or None, q=q or None),
+        "monitor_counts": Counter(m.ci_id for m in monitors if m.ci_id),
+        "classes": CI_CLASSES,
+        "ci_class": ci_class,
+    }
+
+
+def _list_page(
+    request: Request,
+    ctx: Ctx,
+    pages: NodePages,
+    *,
+    q: str = "",
+    ci_class: str = "",
+    status_code: int = 200,
+    form: dict[str, str] | None = None,
+    errors: Errors | None = None,
+) -> HTMLResponse:
+    with ctx.session() as s:
+        teams, team_names = _team_names(s)
+        listed = pages.listed(s, q, ci_class)
+    return render(
+        request,
+        ctx,
+        f"cmdb/{pages.nav}.html",
+        status_code=status_code,
+        nav=pages.nav,
+        form=form or {},
+        errors=errors or {},
+        teams=teams,
+        team_names=team_names,
+        q=q,
+        **listed,
+    )
+
+
+def _create_node(request: Request, ctx: Ctx, pages: NodePages, form: dict[str, str]) -> Response:
+    errors: Errors = {}
+    try:
+        data = pages.new.model_validate(_schema_fields(form))
+        with ctx.session() as s:
+            node = pages.create(s, data, actor=ctx.actor, now=ctx.now())
+            return back(pages.url(node.id), f"{pages.title} {node.name} created")
+    except (ValidationError, OpsdeskError) as exc:
+        status = _collect(exc, errors, rename=pages.rename, conflict_field="name")
+    return _list_page(request, ctx, pages, status_code=status, form=form, errors=errors)
+
+
+# --- detail pages ------------------------------------------------------------------------------
 
 
 def _relationship_rows(s: Session, kind: NodeKind, node_id: PathId) -> list[dict[str, Any]]:
@@ -99,7 +230,7 @@ def _relationship_rows(s: Session, kind: NodeKind, node_id: PathId) -> list[dict
         d = service.relationship_dict(s, rel)
         outgoing = (d["source_type"], d["source_id"]) == (kind, node_id)
         end = "target" if outgoing else "source"
-        other_kind, other_id = d[f"{end}_type"], d[f"{end}_id"]
+        other = PAGES[d[f"{end}_type"]]
         rows.append(
             {
                 "id": d["id"],
@@ -107,8 +238,8 @@ def _relationship_rows(s: Session, kind: NodeKind, node_id: PathId) -> list[dict
                 "label": d["type"].replace("_", " "),
                 "outgoing": outgoing,
                 "other_name": d[f"{end}_name"],
-                "other_kind": KIND_LABEL[other_kind],
-                "other_url": _node_url(other_kind, other_id),
+                "other_kind": other.label,
+                "other_url": other.url(d[f"{end}_id"]),
                 "description": d["description"],
             }
         )
@@ -129,26 +260,35 @@ def _node_options(s: Session, kind: NodeKind, node_id: PathId) -> dict[str, list
     return {"Services": services, "Configuration items": cis}
 
 
-def _node_context(s: Session, kind: NodeKind, node: Service | ConfigItem) -> dict[str, Any]:
+def _node_context(s: Session, pages: NodePages, node: Node) -> dict[str, Any]:
     teams, team_names = _team_names(s)
     return {
         "node": node,
-        "kind": kind,
-        "kind_label": KIND_LABEL[kind],
-        "base_url": _node_url(kind, node.id),
+        "kind": pages.kind,
+        "kind_label": pages.label,
+        "base_url": pages.url(node.id),
         "owner_name": team_names.get(node.owner_team_id) if node.owner_team_id else None,
         "teams": teams,
-        "relationships": _relationship_rows(s, kind, node.id),
-        "node_options": _node_options(s, kind, node.id),
+        "relationships": _relationship_rows(s, pages.kind, node.id),
+        "node_options": _node_options(s, pages.kind, node.id),
         "relation_types": [t.value for t in RelationType],
     }
 
 
-def _rel_form_defaults() -> dict[str, str]:
-    return {"type": RelationType.depends_on.value, "direction": "out", "other": "", "description": ""}
+def _service_extras(s: Session, svc: Service) -> dict[str, Any]:
+    return {
+        "monitors": monitoring.list_monitors(s, service_id=svc.id, limit=500),
+        "incidents": incidents.list_incidents(s, service_id=svc.id, status=list(incidents.OPEN), limit=100),
+    }
 
 
-def _node_form_defaults(node: Service | ConfigItem) -> dict[str, str]:
+def _ci_extras(s: Session, ci: ConfigItem) -> dict[str, Any]:
+    # list_monitors cannot filter by CI.
+    monitors = [m for m in monitoring.list_monitors(s, limit=MANY) if m.ci_id == ci.id]
+    return {"monitors": monitors, "classes": CI_CLASSES}
+
+
+def _node_form_defaults(node: Node) -> dict[str, str]:
     form = {
         "name": node.name,
         "description": node.description,
@@ -158,6 +298,54 @@ def _node_form_defaults(node: Service | ConfigItem) -> dict[str, str]:
     if isinstance(node, ConfigItem):
         form["ci_class"] = node.ci_class
     return form
+
+
+def _detail_page(
+    request: Request,
+    ctx: Ctx,
+    pages: NodePages,
+    node_id: PathId,
+    *,
+    status_code: int = 200,
+    form: dict[str, str] | None = None,
+    errors: Errors | None = None,
+    rel_form: dict[str, str] | None = None,
+    rel_errors: Errors | None = None,
+) -> HTMLResponse:
+    with ctx.session() as s:
+        node = pages.get(s, node_id)
+        data = _node_context(s, pages, node) | pages.detail_extras(s, node)
+        form = form or _node_form_defaults(node)
+    return render(
+        request,
+        ctx,
+        "cmdb/node.html",
+        status_code=status_code,
+        nav=pages.nav,
+        form=form,
+        errors=errors or {},
+        rel_form=rel_form or _relationship_form(),
+        rel_errors=rel_errors or {},
+        **data,
+    )
+
+
+def _update_node(
+    request: Request, ctx: Ctx, pages: NodePages, node_id: PathId, form: dict[str, str]
+) -> Response:
+    errors: Errors = {}
+    status = 422
+    try:
+        with ctx.session() as s:
+            node = pages.get(s, node_id)
+            attrs = _parsed_attributes(form["attributes"], node.attributes, errors)
+            data = pages.change.model_validate({**_schema_fields(form), "attributes": attrs})
+            if not errors:
+                node = pages.update(s, node_id, data, actor=ctx.actor, now=ctx.now())
+                return back(pages.url(node.id), f"{pages.title} {node.name} saved")
+    except (ValidationError, OpsdeskError) as exc:
+        status = _collect(exc, errors, rename=pages.rename, conflict_field="name")
+    return _detail_page(request, ctx, pages, node_id, status_code=status, form=form, errors=errors)
 
 
 def _relationship_in(
@@ -185,403 +373,153 @@ REL_RENAME = {"source_type": "other", "source_id": "other", "target_type": "othe
 
 
 def _add_relationship(
-    ctx: Ctx, kind: NodeKind, node_id: PathId, form: dict[str, str]
-) -> Response | tuple[Errors, int]:
-    """Create the relationship and redirect back, or return the form errors and the status."""
+    request: Request, ctx: Ctx, pages: NodePages, node_id: PathId, rel_form: dict[str, str]
+) -> Response:
+    with ctx.session() as s:
+        pages.get(s, node_id)  # a missing node is a 404, not a form error
     errors: Errors = {}
     try:
-        data = _relationship_in(
-            kind, node_id, form["type"], form["direction"], form["other"], form["description"]
-        )
+        data = _relationship_in(pages.kind, node_id, **rel_form)
         with ctx.session() as s:
-            rel = service.create_relationship(s, data, actor=ctx.actor, now=ctx.now())
-            d = service.relationship_dict(s, rel)
+            d = service.relationship_dict(
+                s, service.create_relationship(s, data, actor=ctx.actor, now=ctx.now())
+            )
+            label = d["type"].replace("_", " ")
+            return back(pages.url(node_id), f"Added: {d['source_name']} {label} {d['target_name']}")
     except (ValidationError, OpsdeskError) as exc:
-        return errors, _collect(exc, errors, rename=REL_RENAME, conflict_field="form")
-    label = d["type"].replace("_", " ")
-    return back(_node_url(kind, node_id), f"Added: {d['source_name']} {label} {d['target_name']}")
+        status = _collect(exc, errors, rename=REL_RENAME, conflict_field="form")
+    return _detail_page(
+        request, ctx, pages, node_id, status_code=status, rel_form=rel_form, rel_errors=errors
+    )
 
 
-def _delete_node(ctx: Ctx, kind: NodeKind, node_id: PathId) -> Response:
+def _delete_node(ctx: Ctx, pages: NodePages, node_id: PathId) -> Response:
     try:
         with ctx.session() as s:
-            if kind == "service":
-                name = service.get_service(s, node_id).name
-                service.delete_service(s, node_id, actor=ctx.actor, now=ctx.now())
-            else:
-                name = service.get_ci(s, node_id).name
-                service.delete_ci(s, node_id, actor=ctx.actor, now=ctx.now())
+            name = pages.get(s, node_id).name
+            pages.delete(s, node_id, actor=ctx.actor, now=ctx.now())
     except OpsdeskError as exc:
         if exc.status != 409:
             raise
-        return back(_node_url(kind, node_id), exc.detail, kind="bad")
-    return back(
-        "/services" if kind == "service" else "/cis",
-        f"{'Service' if kind == 'service' else 'CI'} {name} deleted",
-    )
+        # Refused because something still depends on it: back to the page, which names what.
+        return back(pages.url(node_id), exc.detail, kind="bad")
+    return back(f"/{pages.nav}", f"{pages.title} {name} deleted")
 
 
-# --- services ----------------------------------------------------------------------------------
+SERVICES = NodePages(
+    kind="service",
+    label="service",
+    title="Service",
+    nav="services",
+    rename={},
+    get=service.get_service,
+    new=ServiceIn,
+    create=service.create_service,
+    change=ServiceUpdate,
+    update=service.update_service,
+    delete=service.delete_service,
+    listed=_listed_services,
+    detail_extras=_service_extras,
+)
+CIS = NodePages(
+    kind="ci",
+    label="CI",
+    title="CI",
+    nav="cis",
+    rename={"class": "ci_class"},
+    get=service.get_ci,
+    new=CIIn,
+    create=service.create_ci,
+    change=CIUpdate,
+    update=service.update_ci,
+    delete=service.delete_ci,
+    listed=_listed_cis,
+    detail_extras=_ci_extras,
+)
+PAGES = {pages.kind: pages for pages in (SERVICES, CIS)}
 
 
-def _services_context(ctx: Ctx, q: str) -> dict[str, Any]:
-    with ctx.session() as s:
-        teams, team_names = _team_names(s)
-        counts = Counter(m.service_id for m in monitoring.list_monitors(s, limit=MANY) if m.service_id)
-        return {
-            "services": service.list_services(s, limit=500, q=q or None),
-            "teams": teams,
-            "team_names": team_names,
-            "monitor_counts": counts,
-            "q": q,
-        }
+# --- routes: each service route sits next to its CI twin, as they differ only in what they pass ---
 
 
 @router.get("/services", response_class=HTMLResponse)
-def service_list(request: Request, ctx: Ctx = Depends(page()), q: str = "") -> HTMLResponse:
-    return render(
-        request,
-        ctx,
-        "cmdb/services.html",
-        nav="services",
-        form={},
-        errors={},
-        **_services_context(ctx, q.strip()),
-    )
-
-
-@router.post("/services", response_model=None)
-def service_create(
-    request: Request,
-    ctx: Ctx = Depends(page(Role.manager)),
-    name: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    owner_team_id: Annotated[str, Form()] = "",
-) -> Response:
-    form = {"name": name, "description": description, "owner_team_id": owner_team_id}
-    errors: Errors = {}
-    try:
-        data = ServiceIn.model_validate(
-            {"name": name, "description": description, "owner_team_id": owner_team_id or None}
-        )
-        with ctx.session() as s:
-            svc = service.create_service(s, data, actor=ctx.actor, now=ctx.now())
-            return back(f"/services/{svc.id}", f"Service {svc.name} created")
-    except (ValidationError, OpsdeskError) as exc:
-        status = _collect(exc, errors, rename={}, conflict_field="name")
-    return render(
-        request,
-        ctx,
-        "cmdb/services.html",
-        status_code=status,
-        nav="services",
-        form=form,
-        errors=errors,
-        **_services_context(ctx, ""),
-    )
-
-
-def _service_page(
-    request: Request,
-    ctx: Ctx,
-    service_id: PathId,
-    *,
-    status_code: int = 200,
-    form: dict[str, str] | None = None,
-    errors: Errors | None = None,
-    rel_form: dict[str, str] | None = None,
-    rel_errors: Errors | None = None,
-) -> HTMLResponse:
-    with ctx.session() as s:
-        svc = service.get_service(s, service_id)
-        data = _node_context(s, "service", svc)
-        data["monitors"] = monitoring.list_monitors(s, service_id=svc.id, limit=500)
-        data["incidents"] = incidents.list_incidents(
-            s, service_id=svc.id, status=list(incidents.OPEN), limit=100
-        )
-        form = form or _node_form_defaults(svc)
-    return render(
-        request,
-        ctx,
-        "cmdb/service.html",
-        status_code=status_code,
-        nav="services",
-        form=form,
-        errors=errors or {},
-        rel_form=rel_form or _rel_form_defaults(),
-        rel_errors=rel_errors or {},
-        **data,
-    )
-
-
-@router.get("/services/{service_id}", response_class=HTMLResponse)
-def service_detail(request: Request, service_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
-    return _service_page(request, ctx, service_id)
-
-
-@router.post("/services/{service_id}", response_model=None)
-def service_update(
-    request: Request,
-    service_id: PathId,
-    ctx: Ctx = Depends(page(Role.manager)),
-    name: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    owner_team_id: Annotated[str, Form()] = "",
-    attributes: Annotated[str, Form()] = "",
-) -> Response:
-    form = {
-        "name": name,
-        "description": description,
-        "owner_team_id": owner_team_id,
-        "attributes": attributes,
-    }
-    errors: Errors = {}
-    status = 422
-    try:
-        with ctx.session() as s:
-            svc = service.get_service(s, service_id)
-            try:
-                attrs = parse_attributes(attributes, svc.attributes)
-            except ValueError as exc:
-                errors["attributes"] = str(exc)
-                attrs = {}
-            data = ServiceUpdate.model_validate(
-                {
-                    "name": name,
-                    "description": description,
-                    "owner_team_id": owner_team_id or None,
-                    "attributes": attrs,
-                }
-            )
-            if not errors:
-                svc = service.update_service(s, service_id, data, actor=ctx.actor, now=ctx.now())
-                return back(f"/services/{svc.id}", f"Service {svc.name} saved")
-    except (ValidationError, OpsdeskError) as exc:
-        status = _collect(exc, errors, rename={}, conflict_field="name")
-    return _service_page(request, ctx, service_id, status_code=status, form=form, errors=errors)
-
-
-@router.post("/services/{service_id}/relationships", response_model=None)
-def service_add_relationship(
-    request: Request,
-    service_id: PathId,
-    ctx: Ctx = Depends(page(Role.manager)),
-    type: Annotated[str, Form()] = RelationType.depends_on.value,
-    direction: Annotated[str, Form()] = "out",
-    other: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-) -> Response:
-    rel_form = {"type": type, "direction": direction, "other": other, "description": description}
-    with ctx.session() as s:
-        service.get_service(s, service_id)
-    done = _add_relationship(ctx, "service", service_id, rel_form)
-    if isinstance(done, Response):
-        return done
-    errors, status = done
-    return _service_page(request, ctx, service_id, status_code=status, rel_form=rel_form, rel_errors=errors)
-
-
-@router.post("/services/{service_id}/delete")
-def service_delete(service_id: PathId, ctx: Ctx = Depends(page(Role.manager))) -> Response:
-    return _delete_node(ctx, "service", service_id)
-
-
-# --- configuration items -----------------------------------------------------------------------
-
-
-def _cis_context(ctx: Ctx, ci_class: str, q: str) -> dict[str, Any]:
-    with ctx.session() as s:
-        teams, team_names = _team_names(s)
-        counts = Counter(m.ci_id for m in monitoring.list_monitors(s, limit=MANY) if m.ci_id)
-        return {
-            "cis": service.list_cis(s, limit=500, ci_class=ci_class or None, q=q or None),
-            "teams": teams,
-            "team_names": team_names,
-            "monitor_counts": counts,
-            "classes": [c.value for c in CIClass],
-            "ci_class": ci_class,
-            "q": q,
-        }
+def service_list(request: Request, ctx: ViewerCtx, q: str = "") -> HTMLResponse:
+    return _list_page(request, ctx, SERVICES, q=q.strip())
 
 
 @router.get("/cis", response_class=HTMLResponse)
 def ci_list(
-    request: Request,
-    ctx: Ctx = Depends(page()),
-    ci_class: Annotated[str, Query(alias="class")] = "",
-    q: str = "",
+    request: Request, ctx: ViewerCtx, ci_class: Annotated[str, Query(alias="class")] = "", q: str = ""
 ) -> HTMLResponse:
-    return render(
-        request,
-        ctx,
-        "cmdb/cis.html",
-        nav="cis",
-        form={},
-        errors={},
-        **_cis_context(ctx, ci_class.strip(), q.strip()),
-    )
+    return _list_page(request, ctx, CIS, q=q.strip(), ci_class=ci_class.strip())
 
 
-CI_RENAME = {"class": "ci_class"}
+@router.post("/services", response_model=None)
+def service_create(request: Request, ctx: ManagerCtx, form: NodeForm) -> Response:
+    return _create_node(request, ctx, SERVICES, form)
 
 
 @router.post("/cis", response_model=None)
-def ci_create(
-    request: Request,
-    ctx: Ctx = Depends(page(Role.manager)),
-    name: Annotated[str, Form()] = "",
-    ci_class: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    owner_team_id: Annotated[str, Form()] = "",
-) -> Response:
-    form = {"name": name, "ci_class": ci_class, "description": description, "owner_team_id": owner_team_id}
-    errors: Errors = {}
-    try:
-        data = CIIn.model_validate(
-            {
-                "name": name,
-                "class": ci_class,
-                "description": description,
-                "owner_team_id": owner_team_id or None,
-            }
-        )
-        with ctx.session() as s:
-            ci = service.create_ci(s, data, actor=ctx.actor, now=ctx.now())
-            return back(f"/cis/{ci.id}", f"CI {ci.name} created")
-    except (ValidationError, OpsdeskError) as exc:
-        status = _collect(exc, errors, rename=CI_RENAME, conflict_field="name")
-    return render(
-        request,
-        ctx,
-        "cmdb/cis.html",
-        status_code=status,
-        nav="cis",
-        form=form,
-        errors=errors,
-        **_cis_context(ctx, "", ""),
-    )
+def ci_create(request: Request, ctx: ManagerCtx, form: NodeForm, ci_class: FormText = "") -> Response:
+    return _create_node(request, ctx, CIS, {**form, "ci_class": ci_class})
 
 
-def _monitors_on_ci(s: Session, ci_id: PathId) -> list[Any]:
-    return [m for m in monitoring.list_monitors(s, limit=MANY) if m.ci_id == ci_id]
-
-
-def _ci_page(
-    request: Request,
-    ctx: Ctx,
-    ci_id: PathId,
-    *,
-    status_code: int = 200,
-    form: dict[str, str] | None = None,
-    errors: Errors | None = None,
-    rel_form: dict[str, str] | None = None,
-    rel_errors: Errors | None = None,
-) -> HTMLResponse:
-    with ctx.session() as s:
-        ci = service.get_ci(s, ci_id)
-        data = _node_context(s, "ci", ci)
-        data["monitors"] = _monitors_on_ci(s, ci.id)
-        data["classes"] = [c.value for c in CIClass]
-        form = form or _node_form_defaults(ci)
-    return render(
-        request,
-        ctx,
-        "cmdb/ci.html",
-        status_code=status_code,
-        nav="cis",
-        form=form,
-        errors=errors or {},
-        rel_form=rel_form or _rel_form_defaults(),
-        rel_errors=rel_errors or {},
-        **data,
-    )
+@router.get("/services/{service_id}", response_class=HTMLResponse)
+def service_detail(request: Request, service_id: PathId, ctx: ViewerCtx) -> HTMLResponse:
+    return _detail_page(request, ctx, SERVICES, service_id)
 
 
 @router.get("/cis/{ci_id}", response_class=HTMLResponse)
-def ci_detail(request: Request, ci_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
-    return _ci_page(request, ctx, ci_id)
+def ci_detail(request: Request, ci_id: PathId, ctx: ViewerCtx) -> HTMLResponse:
+    return _detail_page(request, ctx, CIS, ci_id)
+
+
+@router.post("/services/{service_id}", response_model=None)
+def service_update(
+    request: Request, service_id: PathId, ctx: ManagerCtx, form: NodeForm, attributes: FormText = ""
+) -> Response:
+    return _update_node(request, ctx, SERVICES, service_id, {**form, "attributes": attributes})
 
 
 @router.post("/cis/{ci_id}", response_model=None)
 def ci_update(
     request: Request,
     ci_id: PathId,
-    ctx: Ctx = Depends(page(Role.manager)),
-    name: Annotated[str, Form()] = "",
-    ci_class: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    owner_team_id: Annotated[str, Form()] = "",
-    attributes: Annotated[str, Form()] = "",
+    ctx: ManagerCtx,
+    form: NodeForm,
+    ci_class: FormText = "",
+    attributes: FormText = "",
 ) -> Response:
-    form = {
-        "name": name,
-        "ci_class": ci_class,
-        "description": description,
-        "owner_team_id": owner_team_id,
-        "attributes": attributes,
-    }
-    errors: Errors = {}
-    status = 422
-    try:
-        with ctx.session() as s:
-            ci = service.get_ci(s, ci_id)
-            try:
-                attrs = parse_attributes(attributes, ci.attributes)
-            except ValueError as exc:
-                errors["attributes"] = str(exc)
-                attrs = {}
-            data = CIUpdate.model_validate(
-                {
-                    "name": name,
-                    "class": ci_class,
-                    "description": description,
-                    "owner_team_id": owner_team_id or None,
-                    "attributes": attrs,
-                }
-            )
-            if not errors:
-                ci = service.update_ci(s, ci_id, data, actor=ctx.actor, now=ctx.now())
-                return back(f"/cis/{ci.id}", f"CI {ci.name} saved")
-    except (ValidationError, OpsdeskError) as exc:
-        status = _collect(exc, errors, rename=CI_RENAME, conflict_field="name")
-    return _ci_page(request, ctx, ci_id, status_code=status, form=form, errors=errors)
+    return _update_node(request, ctx, CIS, ci_id, {**form, "ci_class": ci_class, "attributes": attributes})
+
+
+@router.post("/services/{service_id}/relationships", response_model=None)
+def service_add_relationship(
+    request: Request, service_id: PathId, ctx: ManagerCtx, form: RelForm
+) -> Response:
+    return _add_relationship(request, ctx, SERVICES, service_id, form)
 
 
 @router.post("/cis/{ci_id}/relationships", response_model=None)
-def ci_add_relationship(
-    request: Request,
-    ci_id: PathId,
-    ctx: Ctx = Depends(page(Role.manager)),
-    type: Annotated[str, Form()] = RelationType.depends_on.value,
-    direction: Annotated[str, Form()] = "out",
-    other: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-) -> Response:
-    rel_form = {"type": type, "direction": direction, "other": other, "description": description}
-    with ctx.session() as s:
-        service.get_ci(s, ci_id)
-    done = _add_relationship(ctx, "ci", ci_id, rel_form)
-    if isinstance(done, Response):
-        return done
-    errors, status = done
-    return _ci_page(request, ctx, ci_id, status_code=status, rel_form=rel_form, rel_errors=errors)
+def ci_add_relationship(request: Request, ci_id: PathId, ctx: ManagerCtx, form: RelForm) -> Response:
+    return _add_relationship(request, ctx, CIS, ci_id, form)
+
+
+@router.post("/services/{service_id}/delete")
+def service_delete(service_id: PathId, ctx: ManagerCtx) -> Response:
+    return _delete_node(ctx, SERVICES, service_id)
 
 
 @router.post("/cis/{ci_id}/delete")
-def ci_delete(ci_id: PathId, ctx: Ctx = Depends(page(Role.manager))) -> Response:
-    return _delete_node(ctx, "ci", ci_id)
-
-
-# --- relationships -----------------------------------------------------------------------------
+def ci_delete(ci_id: PathId, ctx: ManagerCtx) -> Response:
+    return _delete_node(ctx, CIS, ci_id)
 
 
 @router.post("/relationships/{rel_id}/delete")
-def relationship_delete(
-    rel_id: PathId, ctx: Ctx = Depends(page(Role.manager)), next: Annotated[str, Form()] = ""
-) -> Response:
+def relationship_delete(rel_id: PathId, ctx: ManagerCtx, next: FormText = "") -> Response:
     with ctx.session() as s:
         d = service.relationship_dict(s, service.get_relationship(s, rel_id))
         service.delete_relationship(s, rel_id, actor=ctx.actor, now=ctx.now())
-    default = _node_url(d["source_type"], d["source_id"])
+    default = PAGES[d["source_type"]].url(d["source_id"])
     label = d["type"].replace("_", " ")
     return back(_safe_next(next, default), f"Removed: {d['source_name']} {label} {d['target_name']}")
