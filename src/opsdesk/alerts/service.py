@@ -104,26 +104,30 @@ def process_pending(s: Session, *, now: datetime, limit: int = 500) -> int:
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     events = list(s.scalars(q))
+    # One query for the alerts this batch can touch, instead of one per event.
+    firing = {
+        a.fingerprint: a
+        for a in s.scalars(
+            select(Alert)
+            .where(
+                Alert.fingerprint.in_({ev.fingerprint for ev in events}),
+                Alert.status == EventStatus.firing.value,
+            )
+            .order_by(Alert.id)
+        )
+    }
     for ev in events:
-        _process(s, ev, now)
+        _process(s, ev, now, firing)
         ev.processed_at = now
     metrics.EVENTS_PROCESSED.inc(len(events))
     return len(events)
 
 
-def _open_alert(s: Session, fingerprint: str) -> Alert | None:
-    return s.scalar(
-        select(Alert)
-        .where(Alert.fingerprint == fingerprint, Alert.status == EventStatus.firing.value)
-        .order_by(Alert.id.desc())
-        .limit(1)
-    )
-
-
-def _process(s: Session, ev: Event, now: datetime) -> None:
+def _process(s: Session, ev: Event, now: datetime, firing: dict[str, Alert]) -> None:
+    """Apply one event to the alert state; ``firing`` maps fingerprints to open alerts and is kept current."""
     from opsdesk.incidents import service as incidents
 
-    alert = _open_alert(s, ev.fingerprint)
+    alert = firing.get(ev.fingerprint)
     if ev.status == EventStatus.firing.value:
         if alert is not None:
             alert.last_seen = ev.received_at
@@ -146,6 +150,7 @@ def _process(s: Session, ev: Event, now: datetime) -> None:
         )
         s.add(alert)
         s.flush()
+        firing[ev.fingerprint] = alert
         ev.alert_id = alert.id
         metrics.ALERTS_OPENED.inc()
         alert.incident_id = incidents.on_alert_fired(
@@ -161,6 +166,7 @@ def _process(s: Session, ev: Event, now: datetime) -> None:
     # resolved
     if alert is None:
         return  # nothing firing under this fingerprint: a late or repeated resolve
+    del firing[ev.fingerprint]
     alert.status = EventStatus.resolved.value
     alert.resolved_at = ev.received_at
     alert.last_seen = ev.received_at

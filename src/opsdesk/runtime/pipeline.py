@@ -14,7 +14,9 @@ log = logging.getLogger("opsdesk.pipeline")
 
 
 class Pipeline:
-    def __init__(self, db: Database, clock: Clock, *, batch: int = 500, idle_wait: float = 1.0):
+    # Batches of 200 keep each transaction short, so SQLite's single write lock is not held for long
+    # while ingestion waits to commit.
+    def __init__(self, db: Database, clock: Clock, *, batch: int = 200, idle_wait: float = 1.0):
         self.db = db
         self.clock = clock
         self.batch = batch
