@@ -168,3 +168,33 @@ def test_actions_as_a_user_are_audited_under_that_user(cli, db):
 def test_db_upgrade_is_idempotent(cli):
     assert "already current" in cli("db", "upgrade").output
     assert "head" in cli("db", "current").output
+
+
+def test_serve_prepares_sqlite_itself_but_refuses_an_old_postgres_schema(
+    db_url, tmp_path, monkeypatch, capsys
+):
+    """SQLite is migrated on start; on PostgreSQL, where several processes may start at once,
+    the schema is upgraded only by an explicit `opsdesk db upgrade`."""
+    import typer
+
+    from opsdesk.cli import main
+    from opsdesk.core import migrate
+
+    monkeypatch.setenv("OPSDESK_DATABASE_URL", db_url)  # an empty database: no migrations yet
+    monkeypatch.setenv("OPSDESK_DATA_DIR", str(tmp_path))
+    common.settings.cache_clear()
+    common.database.cache_clear()
+    try:
+        if db_url.startswith("sqlite"):
+            main._prepare()
+            assert migrate.is_current(common.database().engine)
+            assert "admin@localhost" in capsys.readouterr().out
+        else:
+            with pytest.raises(typer.Exit):
+                main._prepare()
+            assert "opsdesk db upgrade" in capsys.readouterr().err
+            assert migrate.current_revision(common.database().engine) is None
+    finally:
+        common.database().dispose()
+        common.settings.cache_clear()
+        common.database.cache_clear()
