@@ -198,3 +198,12 @@ def test_serve_prepares_sqlite_itself_but_refuses_an_old_postgres_schema(
         common.database().dispose()
         common.settings.cache_clear()
         common.database.cache_clear()
+
+
+def test_monitor_pause_resume_and_delete_by_name(cli):
+    cli("monitor", "add", "--name", "shop-http", "--url", "http://127.0.0.1:9/health")
+    assert "paused" in cli("monitor", "pause", "shop-http").output
+    assert "unknown" in cli("monitor", "resume", "shop-http").output
+    cli("monitor", "delete", "shop-http")
+    assert json.loads(cli("monitor", "list", "--json").output) == []
+    assert cli("monitor", "pause", "shop-http", ok=False).exit_code == 1

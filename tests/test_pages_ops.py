@@ -173,3 +173,51 @@ def test_responder_cannot_add_monitors(client, accounts, db):
     assert r.status_code == 403
     with db.session() as s:
         assert monitoring.list_monitors(s) == []
+
+
+def _monitor(db, clock) -> int:  # type: ignore[no-untyped-def]
+    from opsdesk.core.actor import SYSTEM
+    from opsdesk.monitoring.schemas import MonitorIn
+
+    with db.session() as s:
+        return monitoring.create_monitor(
+            s, MonitorIn(name="api", target="http://127.0.0.1:9/"), actor=SYSTEM, now=clock.now()
+        ).id
+
+
+def test_manager_edits_a_monitor_through_the_form(client, accounts, db, clock):
+    mid = _monitor(db, clock)
+    csrf = _as(client, accounts, "manager")
+    fields = {
+        "csrf_token": csrf,
+        "name": "api-v2",
+        "target": "https://127.0.0.1:9/v2",
+        "expected_status": "204",
+        "interval_seconds": "30",
+        "timeout_seconds": "5",
+        "failures_before_down": "2",
+    }
+    r = client.post(f"/monitors/{mid}", data=fields, follow_redirects=False)
+    assert r.status_code == 303
+    with db.session() as s:
+        m = monitoring.get_monitor(s, mid)
+        assert (
+            m.name,
+            m.target,
+            m.config["expected_status"],
+            m.interval_seconds,
+            m.failures_before_down,
+        ) == ("api-v2", "https://127.0.0.1:9/v2", 204, 30, 2)
+
+
+def test_bad_edit_shows_the_error_and_changes_nothing(client, accounts, db, clock):
+    mid = _monitor(db, clock)
+    csrf = _as(client, accounts, "manager")
+    r = client.post(
+        f"/monitors/{mid}",
+        data={"csrf_token": csrf, "name": "api", "target": "ftp://x", "interval_seconds": "30"},
+    )
+    assert r.status_code == 422 and "must be an http" in r.text
+    with db.session() as s:
+        m = monitoring.get_monitor(s, mid)
+        assert (m.target, m.interval_seconds) == ("http://127.0.0.1:9/", 60)

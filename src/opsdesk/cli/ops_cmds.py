@@ -86,6 +86,60 @@ def monitor_list(as_json: Json = False) -> None:
     table(rows, ["id", "name", "status", "target", "interval", "last_check", "message"], as_json)
 
 
+def _monitor_id(ref: str) -> int:
+    from opsdesk.monitoring import service as monitoring
+
+    with session() as s:
+        m = monitoring.get_monitor(s, int(ref)) if ref.isdigit() else monitoring.get_monitor_by_name(s, ref)
+        if m is None:
+            raise not_found("monitor", ref)
+        return m.id
+
+
+def _set_enabled(ref: str, enabled: bool, as_user: str | None) -> None:
+    from opsdesk.monitoring import service as monitoring
+    from opsdesk.monitoring.schemas import MonitorUpdate
+
+    monitor_id = _monitor_id(ref)
+    with session() as s:
+        m = monitoring.update_monitor(
+            s, monitor_id, MonitorUpdate(enabled=enabled), actor=actor_as(as_user), now=now()
+        )
+        console.print(f"monitor {m.name} {m.status}")
+
+
+@monitor_app.command("pause")
+@handle_errors
+def monitor_pause(
+    ref: Annotated[str, typer.Argument(help="Monitor name or id.")], as_user: AsUser = None
+) -> None:
+    """Stop checking a monitor (its state becomes paused)."""
+    _set_enabled(ref, False, as_user)
+
+
+@monitor_app.command("resume")
+@handle_errors
+def monitor_resume(
+    ref: Annotated[str, typer.Argument(help="Monitor name or id.")], as_user: AsUser = None
+) -> None:
+    """Check a paused monitor again."""
+    _set_enabled(ref, True, as_user)
+
+
+@monitor_app.command("delete")
+@handle_errors
+def monitor_delete(
+    ref: Annotated[str, typer.Argument(help="Monitor name or id.")], as_user: AsUser = None
+) -> None:
+    """Delete a monitor and its results."""
+    from opsdesk.monitoring import service as monitoring
+
+    monitor_id = _monitor_id(ref)
+    with session() as s:
+        monitoring.delete_monitor(s, monitor_id, actor=actor_as(as_user), now=now())
+    console.print(f"deleted monitor {ref}")
+
+
 @incident_app.command("list")
 @handle_errors
 def incident_list(

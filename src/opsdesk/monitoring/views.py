@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -36,55 +37,56 @@ def monitor_list(request: Request, ctx: Ctx = Depends(page()), status: str | Non
     )
 
 
+@dataclass
+class MonitorForm:
+    """The fields of the add and edit forms, as typed; validation happens in the schemas."""
+
+    name: Annotated[str, Form()] = ""
+    target: Annotated[str, Form()] = ""
+    expected_status: Annotated[str, Form()] = "200"
+    interval_seconds: Annotated[str, Form()] = "60"
+    timeout_seconds: Annotated[str, Form()] = "10"
+    failures_before_down: Annotated[str, Form()] = "3"
+    service_id: Annotated[str, Form()] = ""
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "config": {"expected_status": self.expected_status},
+            "interval_seconds": self.interval_seconds,
+            "timeout_seconds": self.timeout_seconds,
+            "failures_before_down": self.failures_before_down,
+            "service_id": self.service_id or None,
+        }
+
+
+def _form_errors(exc: ValidationError | OpsdeskError) -> tuple[int, dict[str, str]]:
+    """The HTTP status and a field → message map for re-rendering a form."""
+    errors: dict[str, str] = {}
+    if isinstance(exc, ValidationError):
+        for e in exc.errors():
+            loc = [str(p) for p in e["loc"] if p != "config"]
+            errors[loc[0] if loc else "form"] = e["msg"]
+        return 422, errors
+    for fe in exc.errors:
+        errors[fe.field.removeprefix("config.")] = fe.message
+    if not exc.errors:
+        errors["form"] = exc.detail
+    return exc.status, errors
+
+
 @router.post("/monitors", response_model=None)
 def monitor_create(
-    request: Request,
-    ctx: Ctx = Depends(page(Role.manager)),
-    name: Annotated[str, Form()] = "",
-    target: Annotated[str, Form()] = "",
-    expected_status: Annotated[str, Form()] = "200",
-    interval_seconds: Annotated[str, Form()] = "60",
-    timeout_seconds: Annotated[str, Form()] = "10",
-    failures_before_down: Annotated[str, Form()] = "3",
-    service_id: Annotated[str, Form()] = "",
+    request: Request, ctx: Ctx = Depends(page(Role.manager)), form: MonitorForm = Depends()
 ) -> Response:
-    form = {
-        "name": name,
-        "target": target,
-        "expected_status": expected_status,
-        "interval_seconds": interval_seconds,
-        "timeout_seconds": timeout_seconds,
-        "failures_before_down": failures_before_down,
-        "service_id": service_id,
-    }
-    errors: dict[str, str] = {}
-    status = 422
     try:
-        data = MonitorIn.model_validate(
-            {
-                "name": name,
-                "type": "http",
-                "target": target,
-                "config": {"expected_status": expected_status},
-                "interval_seconds": interval_seconds,
-                "timeout_seconds": timeout_seconds,
-                "failures_before_down": failures_before_down,
-                "service_id": service_id or None,
-            }
-        )
+        data = MonitorIn.model_validate({**form.values(), "type": "http"})
         with ctx.session() as s:
             m = service.create_monitor(s, data, actor=ctx.actor, now=ctx.now())
             return back(f"/monitors/{m.id}", f"Monitor {m.name} created")
-    except ValidationError as exc:
-        for e in exc.errors():
-            errors[str(e["loc"][0]) if e["loc"] else "form"] = e["msg"]
-    except OpsdeskError as exc:
-        status = exc.status
-        if exc.errors:
-            for fe in exc.errors:
-                errors[fe.field.removeprefix("config.")] = fe.message
-        else:
-            errors["form"] = exc.detail
+    except (ValidationError, OpsdeskError) as exc:
+        status, errors = _form_errors(exc)
     data_ctx = _list_context(ctx, None)
     names = {svc.id: svc.name for svc in data_ctx["services"]}
     return render(
@@ -94,27 +96,73 @@ def monitor_create(
         status_code=status,
         nav="monitors",
         service_names=names,
-        form=form,
+        form=asdict(form),
         errors=errors,
         **data_ctx,
     )
 
 
+@router.post("/monitors/{monitor_id}", response_model=None)
+def monitor_update(
+    request: Request,
+    monitor_id: PathId,
+    ctx: Ctx = Depends(page(Role.manager)),
+    form: MonitorForm = Depends(),
+) -> Response:
+    try:
+        data = MonitorUpdate.model_validate(form.values())
+        with ctx.session() as s:
+            m = service.update_monitor(s, monitor_id, data, actor=ctx.actor, now=ctx.now())
+            return back(f"/monitors/{m.id}", f"Monitor {m.name} saved")
+    except (ValidationError, OpsdeskError) as exc:
+        if isinstance(exc, OpsdeskError) and exc.status == 404:
+            raise
+        status, errors = _form_errors(exc)
+    return _detail(request, ctx, monitor_id, status_code=status, form=asdict(form), errors=errors)
+
+
 @router.get("/monitors/{monitor_id}", response_class=HTMLResponse)
 def monitor_detail(request: Request, monitor_id: PathId, ctx: Ctx = Depends(page())) -> HTMLResponse:
+    return _detail(request, ctx, monitor_id)
+
+
+def _detail(
+    request: Request,
+    ctx: Ctx,
+    monitor_id: int,
+    *,
+    status_code: int = 200,
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+) -> HTMLResponse:
     with ctx.session() as s:
         m = service.get_monitor(s, monitor_id)
         svc = cmdb.get_service(s, m.service_id) if m.service_id else None
         results = service.recent_results(s, m.id, 200)
+        services = cmdb.list_services(s, limit=500)
+    if form is None:
+        form = {
+            "name": m.name,
+            "target": m.target,
+            "expected_status": m.config.get("expected_status", 200),
+            "interval_seconds": m.interval_seconds,
+            "timeout_seconds": m.timeout_seconds,
+            "failures_before_down": m.failures_before_down,
+            "service_id": str(m.service_id or ""),
+        }
     return render(
         request,
         ctx,
         "monitoring/detail.html",
+        status_code=status_code,
         nav="monitors",
         m=m,
         service=svc,
+        services=services,
         results=results[:20],
         latency_chart=_latency_chart(results),
+        form=form,
+        errors=errors or {},
     )
 
 
