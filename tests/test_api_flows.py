@@ -631,3 +631,23 @@ def test_metrics_count_ingested_events_in_prometheus_text(
     assert r.headers["content-type"].startswith("text/plain")
     assert "opsdesk_events_ingested_total" in r.text
     assert ingested(r.text, "flows-test") == before + 2
+
+
+def test_metrics_report_backlog_and_state_from_the_database(
+    client: TestClient, accounts: dict[str, Account], db: Database, clock: ManualClock
+) -> None:
+    from opsdesk.alerts import service as alerts
+
+    post_events(client, accounts["responder"], [{"summary": "disk full"}, {"summary": "cpu hot"}])
+    clock.advance(90)
+    text = client.get("/metrics", headers=accounts["viewer"].headers).text
+    assert "opsdesk_events_pending 2.0" in text
+    assert "opsdesk_events_pending_oldest_seconds 90.0" in text
+    assert 'opsdesk_incidents{status="triggered"} 0.0' in text
+
+    with db.session() as s:
+        alerts.process_pending(s, now=clock.now())
+    text = client.get("/metrics", headers=accounts["viewer"].headers).text
+    assert "opsdesk_events_pending 0.0" in text
+    assert 'opsdesk_incidents{status="triggered"} 2.0' in text
+    assert 'opsdesk_monitors{status="down"} 0.0' in text

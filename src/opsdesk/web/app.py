@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from opsdesk import __version__
 from opsdesk.alerts.api import router as alerts_router
@@ -27,6 +28,7 @@ from opsdesk.core.db import Database
 from opsdesk.core.settings import Settings
 from opsdesk.incidents.api import router as incidents_router
 from opsdesk.monitoring.api import router as monitoring_router
+from opsdesk.runtime.health import state_registry
 from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
 from opsdesk.runtime.writer import BatchWriter
 from opsdesk.web import errors, filters, views
@@ -116,13 +118,15 @@ def create_app(
         return {"status": "ok", "version": __version__}
 
     viewer = api()
+    state = state_registry(db, clock)
 
     @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)
     async def prometheus_metrics(request: Request) -> Response:
         """opsdesk's own counters in the Prometheus text format (bearer token unless made public)."""
         if not settings.metrics_public:
             await viewer(request)
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(metrics.REGISTRY) + await run_in_threadpool(generate_latest, state)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi_document(ctx: Ctx = Depends(viewer)) -> JSONResponse:
