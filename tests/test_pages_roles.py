@@ -1,0 +1,160 @@
+"""Every HTML route under every role: below its role a page is 403 and a form post changes
+nothing; at its role it is served. A route missing from the table fails the test, so a new page
+cannot escape the check (the API has the same matrix in test_api_roles.py)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy import func, select
+
+from opsdesk.alerts import service as alerts
+from opsdesk.auth import service as auth
+from opsdesk.auth.schemas import TeamIn
+from opsdesk.cmdb import service as cmdb
+from opsdesk.cmdb.schemas import CIIn, RelationshipIn, ServiceIn
+from opsdesk.core.actor import SYSTEM
+from opsdesk.core.models import Base
+from opsdesk.incidents import service as incidents
+from opsdesk.monitoring import service as monitoring
+from opsdesk.monitoring.schemas import MonitorIn
+from tests.conftest import PASSWORD
+from tests.support import login
+
+ROLES = ["viewer", "responder", "manager", "admin"]
+OPEN = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("GET", "/metrics")}
+
+# (method, path, least role). Paths use the ids of the seeded objects below.
+PAGES = [
+    ("GET", "/", "viewer"),
+    ("GET", "/partials/dashboard", "viewer"),
+    ("GET", "/incidents", "viewer"),
+    ("GET", "/incidents/{incident_id}", "viewer"),
+    ("GET", "/incidents/{incident_id}/timeline", "viewer"),
+    ("POST", "/incidents/{incident_id}/ack", "responder"),
+    ("POST", "/incidents/{incident_id}/resolve", "responder"),
+    ("GET", "/monitors", "viewer"),
+    ("POST", "/monitors", "manager"),
+    ("GET", "/monitors/{monitor_id}", "viewer"),
+    ("POST", "/monitors/{monitor_id}", "manager"),
+    ("POST", "/monitors/{monitor_id}/pause", "manager"),
+    ("POST", "/monitors/{monitor_id}/resume", "manager"),
+    ("POST", "/monitors/{monitor_id}/delete", "manager"),
+    ("GET", "/services", "viewer"),
+    ("POST", "/services", "manager"),
+    ("GET", "/services/{service_id}", "viewer"),
+    ("POST", "/services/{service_id}", "manager"),
+    ("POST", "/services/{service_id}/relationships", "manager"),
+    ("POST", "/services/{service_id}/delete", "manager"),
+    ("GET", "/cis", "viewer"),
+    ("POST", "/cis", "manager"),
+    ("GET", "/cis/{ci_id}", "viewer"),
+    ("POST", "/cis/{ci_id}", "manager"),
+    ("POST", "/cis/{ci_id}/relationships", "manager"),
+    ("POST", "/cis/{ci_id}/delete", "manager"),
+    ("POST", "/relationships/{rel_id}/delete", "manager"),
+    ("GET", "/teams", "viewer"),
+    ("POST", "/teams", "manager"),
+    ("GET", "/teams/{team_id}", "viewer"),
+    ("POST", "/teams/{team_id}", "manager"),
+    ("POST", "/teams/{team_id}/delete", "manager"),
+    ("GET", "/users", "admin"),
+    ("POST", "/users", "admin"),
+    ("GET", "/users/{user_id}", "admin"),
+    ("POST", "/users/{user_id}", "admin"),
+    ("POST", "/users/{user_id}/delete", "admin"),
+    ("GET", "/tokens", "viewer"),
+    ("POST", "/tokens", "responder"),
+    ("POST", "/tokens/{token_id}/revoke", "responder"),
+    ("GET", "/audit", "manager"),
+    ("POST", "/logout", "viewer"),
+]
+
+
+@pytest.fixture
+def seeded(db, clock, accounts) -> dict[str, int]:
+    now = clock.now()
+    with db.session() as s:
+        team = auth.create_team(s, TeamIn(name="ops"), actor=SYSTEM, now=now)
+        svc = cmdb.create_service(s, ServiceIn(name="shop"), actor=SYSTEM, now=now)
+        ci = cmdb.create_ci(
+            s, CIIn.model_validate({"name": "db1", "class": "database"}), actor=SYSTEM, now=now
+        )
+        rel = cmdb.create_relationship(
+            s,
+            RelationshipIn.model_validate(
+                {
+                    "type": "depends_on",
+                    "source_type": "service",
+                    "source_id": svc.id,
+                    "target_type": "ci",
+                    "target_id": ci.id,
+                }
+            ),
+            actor=SYSTEM,
+            now=now,
+        )
+        mon = monitoring.create_monitor(
+            s, MonitorIn(name="m", target="http://127.0.0.1:9/"), actor=SYSTEM, now=now
+        )
+        alerts.store_events(
+            s, [alerts.NormalizedEvent(source="t", status="firing", severity="error", summary="x")], now=now
+        )
+    with db.session() as s:
+        alerts.process_pending(s, now=now)
+        (inc,) = incidents.list_incidents(s)
+        token_id = auth.list_tokens(s, user_id=accounts["admin"].user.id)[0].id
+    return {
+        "team_id": team.id,
+        "service_id": svc.id,
+        "ci_id": ci.id,
+        "rel_id": rel.id,
+        "monitor_id": mon.id,
+        "incident_id": inc.id,
+        "user_id": accounts["viewer"].user.id,
+        "token_id": token_id,
+    }
+
+
+def _counts(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        return {
+            name: s.scalar(select(func.count()).select_from(table)) or 0
+            for name, table in Base.metadata.tables.items()
+            if name != "web_sessions"
+        }
+
+
+def test_every_page_route_is_in_the_table(app):
+    served = set()
+    for rc in iter_route_contexts(app.routes):
+        route = rc.original_route
+        if isinstance(route, APIRoute) and rc.path and not rc.path.startswith("/api/"):
+            served |= {(m, rc.path) for m in route.methods or () if m != "HEAD"}
+    listed = {(m, p) for m, p, _ in PAGES}
+    assert served - OPEN - listed == set(), "pages missing from the role table"
+    assert listed - served == set(), "the table lists pages that no longer exist"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_gets_exactly_the_pages_of_its_rank(client, accounts, seeded, db, role):
+    csrf = login(client, accounts[role].email, PASSWORD)
+    rank = ROLES.index(role)
+    for method, template, least in PAGES:
+        if template == "/logout":
+            continue  # it would end the session the rest of the walk uses
+        path = template.format(**seeded)
+        if ROLES.index(least) > rank:
+            before = _counts(db)
+            r = client.request(
+                method,
+                path,
+                data={"csrf_token": csrf} if method == "POST" else None,
+                headers={"accept": "text/html"},
+                follow_redirects=False,
+            )
+            assert r.status_code == 403, f"{role} {method} {path}: {r.status_code}"
+            assert _counts(db) == before, f"{role} {method} {path} changed something"
+        elif method == "GET":
+            r = client.get(path, headers={"accept": "text/html"}, follow_redirects=False)
+            assert r.status_code == 200, f"{role} GET {path}: {r.status_code}"
