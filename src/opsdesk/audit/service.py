@@ -37,6 +37,58 @@ def record(
     return entry
 
 
+def created(
+    s: Session, entity_type: str, entity_id: object, after: dict[str, Any], *, actor: Actor, at: datetime
+) -> AuditEntry:
+    return record(
+        s,
+        actor=actor,
+        action="create",
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=None,
+        after=after,
+        at=at,
+    )
+
+
+def updated(
+    s: Session,
+    entity_type: str,
+    entity_id: object,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    actor: Actor,
+    at: datetime,
+) -> AuditEntry:
+    return record(
+        s,
+        actor=actor,
+        action="update",
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=before,
+        after=after,
+        at=at,
+    )
+
+
+def deleted(
+    s: Session, entity_type: str, entity_id: object, before: dict[str, Any], *, actor: Actor, at: datetime
+) -> AuditEntry:
+    return record(
+        s,
+        actor=actor,
+        action="delete",
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=before,
+        after=None,
+        at=at,
+    )
+
+
 _SECRET_KEYS = {"password", "password_hash", "token", "token_hash", "secret"}
 
 

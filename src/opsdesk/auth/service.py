@@ -58,16 +58,7 @@ def create_user(s: Session, data: UserIn, *, actor: Actor, now: datetime) -> Use
     )
     s.add(user)
     s.flush()
-    audit.record(
-        s,
-        actor=actor,
-        action="create",
-        entity_type="user",
-        entity_id=user.id,
-        before=None,
-        after=audit.snapshot(user, USER_FIELDS),
-        at=now,
-    )
+    audit.created(s, "user", user.id, audit.snapshot(user, USER_FIELDS), actor=actor, at=now)
     return user
 
 
@@ -90,16 +81,7 @@ def update_user(s: Session, user_id: int, data: UserUpdate, *, actor: Actor, now
     after = audit.snapshot(user, USER_FIELDS)
     if data.password is not None:
         after["password"] = "changed"
-    audit.record(
-        s,
-        actor=actor,
-        action="update",
-        entity_type="user",
-        entity_id=user.id,
-        before=before,
-        after=after,
-        at=now,
-    )
+    audit.updated(s, "user", user.id, before, after, actor=actor, at=now)
     return user
 
 
@@ -109,16 +91,7 @@ def delete_user(s: Session, user_id: int, *, actor: Actor, now: datetime) -> Non
         _refuse_last_admin(s, user)
     if actor.id == user.id:
         raise conflict("you cannot delete your own account")
-    audit.record(
-        s,
-        actor=actor,
-        action="delete",
-        entity_type="user",
-        entity_id=user.id,
-        before=audit.snapshot(user, USER_FIELDS),
-        after=None,
-        at=now,
-    )
+    audit.deleted(s, "user", user.id, audit.snapshot(user, USER_FIELDS), actor=actor, at=now)
     s.delete(user)
 
 
@@ -209,16 +182,7 @@ def create_team(s: Session, data: TeamIn, *, actor: Actor, now: datetime) -> Tea
     s.add(team)
     _set_members(s, team, data.member_ids)
     s.flush()
-    audit.record(
-        s,
-        actor=actor,
-        action="create",
-        entity_type="team",
-        entity_id=team.id,
-        before=None,
-        after=_team_snapshot(team),
-        at=now,
-    )
+    audit.created(s, "team", team.id, _team_snapshot(team), actor=actor, at=now)
     return team
 
 
@@ -235,16 +199,7 @@ def update_team(s: Session, team_id: int, data: TeamUpdate, *, actor: Actor, now
         _set_members(s, team, data.member_ids)
     team.updated_at = now
     s.flush()
-    audit.record(
-        s,
-        actor=actor,
-        action="update",
-        entity_type="team",
-        entity_id=team.id,
-        before=before,
-        after=_team_snapshot(team),
-        at=now,
-    )
+    audit.updated(s, "team", team.id, before, _team_snapshot(team), actor=actor, at=now)
     return team
 
 
@@ -259,16 +214,7 @@ def delete_team(s: Session, team_id: int, *, actor: Actor, now: datetime) -> Non
             "give them another owner first",
             owned=owned,
         )
-    audit.record(
-        s,
-        actor=actor,
-        action="delete",
-        entity_type="team",
-        entity_id=team.id,
-        before=_team_snapshot(team),
-        after=None,
-        at=now,
-    )
+    audit.deleted(s, "team", team.id, _team_snapshot(team), actor=actor, at=now)
     s.delete(team)
 
 
@@ -292,14 +238,12 @@ def create_token(s: Session, user: User, name: str, *, actor: Actor, now: dateti
     )
     s.add(token)
     s.flush()
-    audit.record(
+    audit.created(
         s,
+        "api_token",
+        token.id,
+        {"user": user.email, "name": name, "prefix": token.prefix},
         actor=actor,
-        action="create",
-        entity_type="api_token",
-        entity_id=token.id,
-        before=None,
-        after={"user": user.email, "name": name, "prefix": token.prefix},
         at=now,
     )
     return token, plain

@@ -76,16 +76,7 @@ def create_service(s: Session, data: ServiceIn, *, actor: Actor, now: datetime) 
     svc = Service(**data.model_dump(), created_at=now, updated_at=now)
     s.add(svc)
     s.flush()
-    audit.record(
-        s,
-        actor=actor,
-        action="create",
-        entity_type="service",
-        entity_id=svc.id,
-        before=None,
-        after=audit.snapshot(svc, SERVICE_FIELDS),
-        at=now,
-    )
+    audit.created(s, "service", svc.id, audit.snapshot(svc, SERVICE_FIELDS), actor=actor, at=now)
     return svc
 
 
@@ -103,16 +94,7 @@ def update_service(
     for k, v in changes.items():
         setattr(svc, k, v)
     svc.updated_at = now
-    audit.record(
-        s,
-        actor=actor,
-        action="update",
-        entity_type="service",
-        entity_id=svc.id,
-        before=before,
-        after=audit.snapshot(svc, SERVICE_FIELDS),
-        at=now,
-    )
+    audit.updated(s, "service", svc.id, before, audit.snapshot(svc, SERVICE_FIELDS), actor=actor, at=now)
     return svc
 
 
@@ -120,16 +102,7 @@ def delete_service(s: Session, service_id: int, *, actor: Actor, now: datetime) 
     svc = get_service(s, service_id)
     _refuse_if_needed(s, "service", svc.id, svc.name)
     _delete_edges(s, "service", svc.id, actor=actor, now=now)
-    audit.record(
-        s,
-        actor=actor,
-        action="delete",
-        entity_type="service",
-        entity_id=svc.id,
-        before=audit.snapshot(svc, SERVICE_FIELDS),
-        after=None,
-        at=now,
-    )
+    audit.deleted(s, "service", svc.id, audit.snapshot(svc, SERVICE_FIELDS), actor=actor, at=now)
     s.delete(svc)
 
 
@@ -167,16 +140,7 @@ def create_ci(s: Session, data: CIIn, *, actor: Actor, now: datetime) -> ConfigI
     ci = ConfigItem(**values, created_at=now, updated_at=now)
     s.add(ci)
     s.flush()
-    audit.record(
-        s,
-        actor=actor,
-        action="create",
-        entity_type="ci",
-        entity_id=ci.id,
-        before=None,
-        after=audit.snapshot(ci, CI_FIELDS),
-        at=now,
-    )
+    audit.created(s, "ci", ci.id, audit.snapshot(ci, CI_FIELDS), actor=actor, at=now)
     return ci
 
 
@@ -194,16 +158,7 @@ def update_ci(s: Session, ci_id: int, data: CIUpdate, *, actor: Actor, now: date
     for k, v in changes.items():
         setattr(ci, k, v)
     ci.updated_at = now
-    audit.record(
-        s,
-        actor=actor,
-        action="update",
-        entity_type="ci",
-        entity_id=ci.id,
-        before=before,
-        after=audit.snapshot(ci, CI_FIELDS),
-        at=now,
-    )
+    audit.updated(s, "ci", ci.id, before, audit.snapshot(ci, CI_FIELDS), actor=actor, at=now)
     return ci
 
 
@@ -211,16 +166,7 @@ def delete_ci(s: Session, ci_id: int, *, actor: Actor, now: datetime) -> None:
     ci = get_ci(s, ci_id)
     _refuse_if_needed(s, "ci", ci.id, ci.name)
     _delete_edges(s, "ci", ci.id, actor=actor, now=now)
-    audit.record(
-        s,
-        actor=actor,
-        action="delete",
-        entity_type="ci",
-        entity_id=ci.id,
-        before=audit.snapshot(ci, CI_FIELDS),
-        after=None,
-        at=now,
-    )
+    audit.deleted(s, "ci", ci.id, audit.snapshot(ci, CI_FIELDS), actor=actor, at=now)
     s.delete(ci)
 
 
@@ -276,31 +222,13 @@ def create_relationship(s: Session, data: RelationshipIn, *, actor: Actor, now: 
     setattr(rel, f"target_{data.target_type}_id", data.target_id)
     s.add(rel)
     s.flush()
-    audit.record(
-        s,
-        actor=actor,
-        action="create",
-        entity_type="relationship",
-        entity_id=rel.id,
-        before=None,
-        after=relationship_dict(s, rel),
-        at=now,
-    )
+    audit.created(s, "relationship", rel.id, relationship_dict(s, rel), actor=actor, at=now)
     return rel
 
 
 def delete_relationship(s: Session, rel_id: int, *, actor: Actor, now: datetime) -> None:
     rel = get_relationship(s, rel_id)
-    audit.record(
-        s,
-        actor=actor,
-        action="delete",
-        entity_type="relationship",
-        entity_id=rel.id,
-        before=relationship_dict(s, rel),
-        after=None,
-        at=now,
-    )
+    audit.deleted(s, "relationship", rel.id, relationship_dict(s, rel), actor=actor, at=now)
     s.delete(rel)
 
 

@@ -118,16 +118,7 @@ def create_monitor(s: Session, data: MonitorIn, *, actor: Actor, now: datetime) 
     s.add(m)
     s.flush()
     m.next_check_at = now if data.enabled else None
-    audit.record(
-        s,
-        actor=actor,
-        action="create",
-        entity_type="monitor",
-        entity_id=m.id,
-        before=None,
-        after=audit.snapshot(m, FIELDS),
-        at=now,
-    )
+    audit.created(s, "monitor", m.id, audit.snapshot(m, FIELDS), actor=actor, at=now)
     return m
 
 
@@ -173,16 +164,7 @@ def update_monitor(
     elif m.enabled and ("interval_seconds" in changes or "target" in changes):
         m.next_check_at = now
     m.updated_at = now
-    audit.record(
-        s,
-        actor=actor,
-        action="update",
-        entity_type="monitor",
-        entity_id=m.id,
-        before=before,
-        after=audit.snapshot(m, FIELDS),
-        at=now,
-    )
+    audit.updated(s, "monitor", m.id, before, audit.snapshot(m, FIELDS), actor=actor, at=now)
     return m
 
 
@@ -191,16 +173,7 @@ def delete_monitor(s: Session, monitor_id: int, *, actor: Actor, now: datetime) 
     if m.status == MonitorStatus.down.value:
         # Its alert would otherwise fire forever with nothing left to resolve it.
         _emit(s, m, firing=False, now=now, summary=f"{m.name}: monitor deleted")
-    audit.record(
-        s,
-        actor=actor,
-        action="delete",
-        entity_type="monitor",
-        entity_id=m.id,
-        before=audit.snapshot(m, FIELDS),
-        after=None,
-        at=now,
-    )
+    audit.deleted(s, "monitor", m.id, audit.snapshot(m, FIELDS), actor=actor, at=now)
     s.delete(m)
 
 
