@@ -13,6 +13,7 @@ from opsdesk.core.db import Base
 class MonitorStatus(StrEnum):
     unknown = "unknown"
     up = "up"
+    degraded = "degraded"
     down = "down"
     paused = "paused"
 

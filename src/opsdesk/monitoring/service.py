@@ -276,7 +276,7 @@ def _apply(s: Session, m: Monitor, at: datetime, outcome: CheckOutcome) -> Trans
     old = m.status
     if outcome.ok:
         m.consecutive_failures = 0
-        new = MonitorStatus.up.value
+        new = MonitorStatus.degraded.value if outcome.degraded else MonitorStatus.up.value
     else:
         m.consecutive_failures += 1
         new = MonitorStatus.down.value if m.consecutive_failures >= m.failures_before_down else old

@@ -13,6 +13,7 @@ STATUS_CLASS = {
     "triggered": "bad",
     "firing": "bad",
     "acknowledged": "warn",
+    "degraded": "warn",
     "unknown": "muted",
     "paused": "muted",
     "critical": "bad",

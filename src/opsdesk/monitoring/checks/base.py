@@ -15,10 +15,13 @@ from pydantic import BaseModel, ConfigDict
 
 @dataclass
 class CheckOutcome:
+    """What one check found. ``ok`` with ``degraded`` means working but past a warning threshold."""
+
     ok: bool
     message: str
     latency_ms: float | None = None
     status_code: int | None = None
+    degraded: bool = False
 
 
 class CheckConfig(BaseModel):
