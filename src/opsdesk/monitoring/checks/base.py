@@ -38,6 +38,8 @@ class ProbeContext:
 class CheckType:
     name: ClassVar[str]
     config_model: ClassVar[type[CheckConfig]] = CheckConfig
+    # Config fields holding credentials: kept encrypted at rest and never shown by the API.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     def validate_target(self, target: str) -> str:
         return target
