@@ -31,7 +31,9 @@ R = TypeVar("R")
 
 @functools.cache
 def settings() -> Settings:
-    return Settings()
+    st = Settings()
+    st.configure_secrets()
+    return st
 
 
 @functools.cache

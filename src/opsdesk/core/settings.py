@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         self.secret_key = SecretStr(key)
         return key
 
+    def configure_secrets(self) -> None:
+        """Let this process encrypt and decrypt stored secrets with this installation's key."""
+        from opsdesk.core import crypto
+
+        crypto.configure(self.ensure_secret_key())
+
 
 def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)

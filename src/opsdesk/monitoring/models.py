@@ -27,6 +27,8 @@ class Monitor(Base):
     type: Mapped[str] = mapped_column(String(20))
     target: Mapped[str] = mapped_column(String(2000))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Credentials of the check (e.g. an HTTP password), each encrypted with core.crypto.
+    secrets: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     interval_seconds: Mapped[int] = mapped_column(default=60)
     timeout_seconds: Mapped[float] = mapped_column(default=10.0)
     failures_before_down: Mapped[int] = mapped_column(default=3)
@@ -45,6 +47,11 @@ class Monitor(Base):
 
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+    @property
+    def secrets_set(self) -> list[str]:
+        """Names of the secrets that are set, never their values."""
+        return sorted(self.secrets)
 
 
 class CheckResult(Base):

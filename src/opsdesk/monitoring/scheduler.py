@@ -60,7 +60,9 @@ class Scheduler:
         async with self.sem:
             check = get_check_type(due.type)
             started = time.perf_counter()
-            if check is None:
+            if due.error is not None:
+                outcome = CheckOutcome(False, due.error)
+            elif check is None:
                 outcome = CheckOutcome(False, f"unknown check type {due.type!r}")
             else:
                 ctx = await self._ctx()

@@ -44,6 +44,9 @@ class MonitorOut(Out):
     type: str
     target: str
     config: dict[str, Any]
+    secrets_set: list[str] = Field(
+        description="Secret config fields that are set; their values are never returned."
+    )
     interval_seconds: int
     timeout_seconds: float
     failures_before_down: int

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from opsdesk.audit import service as audit
+from opsdesk.core import crypto
 from opsdesk.core.actor import Actor
 from opsdesk.core.errors import FieldError, OpsdeskError, conflict, invalid, not_found
 from opsdesk.monitoring.checks import CheckOutcome, get_check_type
@@ -29,6 +30,7 @@ FIELDS = [
     "ci_id",
     "severity",
     "enabled",
+    "secrets_set",
 ]
 
 
@@ -64,10 +66,20 @@ def monitors_referencing(s: Session, kind: str, node_id: int) -> list[str]:
     return list(s.scalars(select(Monitor.name).where(col == node_id)))
 
 
-def _validated(type_name: str, target: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _validated(
+    type_name: str, target: str, config: dict[str, Any], stored_secrets: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """Validate target and config; returns the target, the plain config and the encrypted secrets.
+
+    A secret field left out of ``config`` keeps its stored value; an explicit null clears it.
+    """
     check = get_check_type(type_name)
     if check is None:
         raise invalid("type", f"unknown monitor type {type_name!r}")
+    config = dict(config)
+    for name in check.secret_fields:
+        if name not in config and stored_secrets and name in stored_secrets:
+            config[name] = crypto.decrypt(stored_secrets[name])
     try:
         target = check.validate_target(target)
     except ValueError as exc:
@@ -82,7 +94,10 @@ def _validated(type_name: str, target: str, config: dict[str, Any]) -> tuple[str
             title="Invalid input",
             errors=errors,
         ) from None
-    return target, cfg.model_dump()
+    values = cfg.model_dump()
+    secrets = {n: crypto.encrypt(str(values[n])) for n in check.secret_fields if values.get(n)}
+    plain = {k: v for k, v in values.items() if k not in check.secret_fields}
+    return target, plain, secrets
 
 
 def _check_refs(s: Session, service_id: int | None, ci_id: int | None) -> None:
@@ -103,10 +118,10 @@ def _check_refs(s: Session, service_id: int | None, ci_id: int | None) -> None:
 def create_monitor(s: Session, data: MonitorIn, *, actor: Actor, now: datetime) -> Monitor:
     if get_monitor_by_name(s, data.name) is not None:
         raise conflict(f"a monitor named {data.name!r} already exists")
-    target, config = _validated(data.type, data.target, data.config)
+    target, config, secrets = _validated(data.type, data.target, data.config)
     _check_refs(s, data.service_id, data.ci_id)
     values = data.model_dump()
-    values.update(target=target, config=config, severity=data.severity.value)
+    values.update(target=target, config=config, secrets=secrets, severity=data.severity.value)
     m = Monitor(
         **values,
         status=MonitorStatus.unknown.value if data.enabled else MonitorStatus.paused.value,
@@ -143,8 +158,8 @@ def update_monitor(
     if "name" in changes and changes["name"] != m.name and get_monitor_by_name(s, changes["name"]):
         raise conflict(f"a monitor named {changes['name']!r} already exists")
     if "target" in changes or "config" in changes:
-        changes["target"], changes["config"] = _validated(
-            m.type, changes.get("target", m.target), changes.get("config", m.config)
+        changes["target"], changes["config"], changes["secrets"] = _validated(
+            m.type, changes.get("target", m.target), changes.get("config", m.config), m.secrets
         )
     _check_refs(s, changes.get("service_id"), changes.get("ci_id"))
     if "severity" in changes:
@@ -198,6 +213,7 @@ class DueCheck:
     target: str
     config: dict[str, Any]
     timeout_seconds: float
+    error: str | None = None  # set when the check cannot run as configured (e.g. unreadable secrets)
 
 
 def claim_due(s: Session, now: datetime, limit: int = 1000) -> list[DueCheck]:
@@ -216,7 +232,12 @@ def claim_due(s: Session, now: datetime, limit: int = 1000) -> list[DueCheck]:
     due = []
     for m in s.scalars(q):
         m.next_check_at = now + timedelta(seconds=m.interval_seconds)
-        due.append(DueCheck(m.id, m.type, m.target, dict(m.config), m.timeout_seconds))
+        config, error = dict(m.config), None
+        try:
+            config.update({k: crypto.decrypt(v) for k, v in m.secrets.items()})
+        except crypto.SecretUnreadable as exc:
+            error = str(exc)
+        due.append(DueCheck(m.id, m.type, m.target, config, m.timeout_seconds, error))
     return due
 
 

@@ -110,8 +110,11 @@ def monitor_update(
     form: MonitorForm = Depends(),
 ) -> Response:
     try:
-        data = MonitorUpdate.model_validate(form.values())
         with ctx.session() as s:
+            values = form.values()
+            # The form edits a few settings; the rest of the config (assertions set through the API) stays.
+            values["config"] = {**service.get_monitor(s, monitor_id).config, **values["config"]}
+            data = MonitorUpdate.model_validate(values)
             m = service.update_monitor(s, monitor_id, data, actor=ctx.actor, now=ctx.now())
             return back(f"/monitors/{m.id}", f"Monitor {m.name} saved")
     except (ValidationError, OpsdeskError) as exc:

@@ -58,7 +58,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``roles`` are the background roles started with it (default: from settings)."""
     settings = settings or Settings()
-    settings.ensure_secret_key()
+    settings.configure_secrets()
     db = db or Database(settings.database_url)
     clock = clock or SystemClock()
     wanted = settings.role_set if roles is None else roles
