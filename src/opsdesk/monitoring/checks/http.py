@@ -97,7 +97,11 @@ class HttpConfig(CheckConfig):
     @classmethod
     def _statuses(cls, v: StatusSpec | list[StatusSpec]) -> StatusSpec | list[StatusSpec]:
         status_ranges(v)
-        return v
+
+        def plain(x: StatusSpec) -> StatusSpec:  # "204" from a form is the status 204
+            return int(x) if isinstance(x, str) and x.strip().isdigit() else x
+
+        return [plain(x) for x in v] if isinstance(v, list) else plain(v)
 
     @field_validator("regex")
     @classmethod
