@@ -235,6 +235,9 @@ ROUTES = [
     Route("GET", "/api/v1/incidents/{ref}", V, incident),
     Route("POST", "/api/v1/incidents/{ref}/ack", R, incident, const({"note": "on it"})),
     Route("POST", "/api/v1/incidents/{ref}/resolve", R, incident),
+    # config as code
+    Route("POST", "/api/v1/apply", M, body=const({"services": [{"name": "from-a-document"}]})),
+    Route("GET", "/api/v1/export", V),
     # audit, and the metrics endpoint outside /api/v1
     Route("GET", "/api/v1/audit", M),
     Route("GET", "/metrics", V),

@@ -66,7 +66,7 @@ def monitors_referencing(s: Session, kind: str, node_id: int) -> list[str]:
     return list(s.scalars(select(Monitor.name).where(col == node_id)))
 
 
-def _validated(
+def validate_definition(
     type_name: str, target: str, config: dict[str, Any], stored_secrets: dict[str, str] | None = None
 ) -> tuple[str, dict[str, Any], dict[str, str]]:
     """Validate target and config; returns the target, the plain config and the encrypted secrets.
@@ -118,7 +118,7 @@ def _check_refs(s: Session, service_id: int | None, ci_id: int | None) -> None:
 def create_monitor(s: Session, data: MonitorIn, *, actor: Actor, now: datetime) -> Monitor:
     if get_monitor_by_name(s, data.name) is not None:
         raise conflict(f"a monitor named {data.name!r} already exists")
-    target, config, secrets = _validated(data.type, data.target, data.config)
+    target, config, secrets = validate_definition(data.type, data.target, data.config)
     _check_refs(s, data.service_id, data.ci_id)
     values = data.model_dump()
     values.update(target=target, config=config, secrets=secrets, severity=data.severity.value)
@@ -158,7 +158,7 @@ def update_monitor(
     if "name" in changes and changes["name"] != m.name and get_monitor_by_name(s, changes["name"]):
         raise conflict(f"a monitor named {changes['name']!r} already exists")
     if "target" in changes or "config" in changes:
-        changes["target"], changes["config"], changes["secrets"] = _validated(
+        changes["target"], changes["config"], changes["secrets"] = validate_definition(
             m.type, changes.get("target", m.target), changes.get("config", m.config), m.secrets
         )
     _check_refs(s, changes.get("service_id"), changes.get("ci_id"))

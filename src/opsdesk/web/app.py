@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from opsdesk import __version__
 from opsdesk.alerts.api import router as alerts_router
 from opsdesk.alerts.service import store_events
+from opsdesk.ascode.api import router as ascode_router
 from opsdesk.audit.api import router as audit_router
 from opsdesk.auth.api import router as auth_router
 from opsdesk.cmdb.api import router as cmdb_router
@@ -107,6 +108,7 @@ def create_app(
         alerts_router,
         incidents_router,
         audit_router,
+        ascode_router,
     ):
         app.include_router(router, prefix="/api/v1")
 
