@@ -1,6 +1,17 @@
 """Check types. Importing this package registers every one of them."""
 
-from opsdesk.monitoring.checks import http, ping
+from opsdesk.monitoring.checks import dns, http, ping, tcp, tls
 from opsdesk.monitoring.checks.base import REGISTRY, CheckOutcome, CheckType, ProbeContext, get_check_type
 
-__all__ = ["REGISTRY", "CheckOutcome", "CheckType", "ProbeContext", "get_check_type", "http", "ping"]
+__all__ = [
+    "REGISTRY",
+    "CheckOutcome",
+    "CheckType",
+    "ProbeContext",
+    "dns",
+    "get_check_type",
+    "http",
+    "ping",
+    "tcp",
+    "tls",
+]
