@@ -309,3 +309,22 @@ def owned_by_team(s: Session, team_id: int) -> list[str]:
         f"ci {n}" for n in s.scalars(select(ConfigItem.name).where(ConfigItem.owner_team_id == team_id))
     ]
     return names
+
+
+def upstream_cis(s: Session, ci_id: int, *, max_depth: int = 10) -> set[int]:
+    """The CIs this CI needs, directly or through others (``depends_on`` and ``runs_on`` edges)."""
+    seen: set[int] = set()
+    frontier = {ci_id}
+    for _ in range(max_depth):
+        rows = s.scalars(
+            select(Relationship.target_ci_id).where(
+                Relationship.source_ci_id.in_(frontier),
+                Relationship.type.in_(DEPENDENCY_TYPES),
+                Relationship.target_ci_id.is_not(None),
+            )
+        )
+        frontier = {r for r in rows if r is not None} - seen - {ci_id}
+        if not frontier:
+            break
+        seen |= frontier
+    return seen

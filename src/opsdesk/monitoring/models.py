@@ -15,6 +15,7 @@ class MonitorStatus(StrEnum):
     up = "up"
     degraded = "degraded"
     down = "down"
+    unreachable = "unreachable"  # failing while something it depends on is down: not paged
     paused = "paused"
 
 

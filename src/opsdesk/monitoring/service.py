@@ -266,7 +266,7 @@ def record_results(s: Session, results: list[tuple[int, datetime, CheckOutcome]]
     monitors = {m.id: m for m in s.scalars(select(Monitor).where(Monitor.id.in_(ids)))}
     rows = []
     transitions = []
-    for monitor_id, at, outcome in sorted(results, key=lambda r: r[1]):
+    for monitor_id, at, outcome in sorted(results, key=lambda r: (r[1], _depth(s, monitors.get(r[0]), r[2]))):
         m = monitors.get(monitor_id)
         if m is None:  # deleted while its check ran
             continue
@@ -300,7 +300,14 @@ def _apply(s: Session, m: Monitor, at: datetime, outcome: CheckOutcome) -> Trans
         new = MonitorStatus.degraded.value if outcome.degraded else MonitorStatus.up.value
     else:
         m.consecutive_failures += 1
-        new = MonitorStatus.down.value if m.consecutive_failures >= m.failures_before_down else old
+        new = old
+        if m.consecutive_failures >= m.failures_before_down:
+            # One outage, one page: a monitor whose upstream CI is down is unreachable, not down.
+            # Once paged it stays down; once the upstream recovers, the next failure pages.
+            blocker = None if old == MonitorStatus.down.value else _down_upstream(s, m)
+            new = MonitorStatus.unreachable.value if blocker else MonitorStatus.down.value
+            if blocker:
+                m.last_message = f"{outcome.message[:800]} (unreachable: {blocker} is down)"
     if new == old:
         return None
     m.status = new
@@ -311,6 +318,33 @@ def _apply(s: Session, m: Monitor, at: datetime, outcome: CheckOutcome) -> Trans
         _emit(s, m, firing=False, now=at, summary=f"{m.name} is up again: {outcome.message}")
     # unknown -> up (a start or a restart) changes nothing anyone needs to hear about.
     return Transition(m.id, m.name, old, new)
+
+
+def _depth(s: Session, m: Monitor | None, outcome: CheckOutcome) -> int:
+    """How many CIs a failing monitor's CI depends on: in a batch, upstream failures go first, so
+    that a database and the application on it failing together page for the database only."""
+    if outcome.ok or m is None or m.ci_id is None:
+        return 0
+    from opsdesk.cmdb import service as cmdb
+
+    return len(cmdb.upstream_cis(s, m.ci_id))
+
+
+def _down_upstream(s: Session, m: Monitor) -> str | None:
+    """The name of a down monitor on a CI that this monitor's CI depends on, if there is one."""
+    if m.ci_id is None:
+        return None
+    from opsdesk.cmdb import service as cmdb
+
+    upstream = cmdb.upstream_cis(s, m.ci_id)
+    if not upstream:
+        return None
+    return s.scalar(
+        select(Monitor.name)
+        .where(Monitor.ci_id.in_(upstream), Monitor.status == MonitorStatus.down.value, Monitor.id != m.id)
+        .order_by(Monitor.id)
+        .limit(1)
+    )
 
 
 def _emit(s: Session, m: Monitor, *, firing: bool, now: datetime, summary: str) -> None:

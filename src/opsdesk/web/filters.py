@@ -14,6 +14,7 @@ STATUS_CLASS = {
     "firing": "bad",
     "acknowledged": "warn",
     "degraded": "warn",
+    "unreachable": "muted",
     "unknown": "muted",
     "paused": "muted",
     "critical": "bad",
