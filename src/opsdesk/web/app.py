@@ -6,15 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
 from opsdesk import __version__
 from opsdesk.alerts.api import router as alerts_router
@@ -23,7 +18,6 @@ from opsdesk.ascode.api import router as ascode_router
 from opsdesk.audit.api import router as audit_router
 from opsdesk.auth.api import router as auth_router
 from opsdesk.cmdb.api import router as cmdb_router
-from opsdesk.core import metrics
 from opsdesk.core.clock import Clock, SystemClock
 from opsdesk.core.db import Database
 from opsdesk.core.settings import Settings
@@ -32,8 +26,7 @@ from opsdesk.monitoring.api import router as monitoring_router
 from opsdesk.runtime.health import state_registry
 from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
 from opsdesk.runtime.writer import BatchWriter
-from opsdesk.web import errors, filters, views
-from opsdesk.web.deps import Ctx, api, page
+from opsdesk.web import errors, filters, system, views
 from opsdesk.web.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 
 PKG = Path(__file__).resolve().parent.parent
@@ -112,39 +105,8 @@ def create_app(
     ):
         app.include_router(router, prefix="/api/v1")
 
-    @app.get("/healthz", tags=["system"])
-    def healthz() -> dict[str, str]:
-        """Liveness and database reachability; open to anyone."""
-        with db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return {"status": "ok", "version": __version__}
-
-    viewer = api()
-    state = state_registry(db, clock)
-
-    @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)
-    async def prometheus_metrics(request: Request) -> Response:
-        """opsdesk's own counters in the Prometheus text format (bearer token unless made public)."""
-        if not settings.metrics_public:
-            await viewer(request)
-        body = generate_latest(metrics.REGISTRY) + await run_in_threadpool(generate_latest, state)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/api/openapi.json", include_in_schema=False)
-    async def openapi_document(ctx: Ctx = Depends(viewer)) -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/api/docs", include_in_schema=False)
-    async def api_docs(ctx: Ctx = Depends(page())) -> HTMLResponse:
-        # Served from the vendored swagger-ui-dist: no CDN, so the docs work on an air-gapped network.
-        return get_swagger_ui_html(
-            openapi_url="/api/openapi.json",
-            title="opsdesk API",
-            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
-            swagger_css_url="/static/vendor/swagger-ui.css",
-            swagger_favicon_url="/static/favicon.svg",
-        )
-
+    app.state.state_registry = state_registry(db, clock)
+    app.include_router(system.router)
     app.include_router(views.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
