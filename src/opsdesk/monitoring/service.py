@@ -365,3 +365,62 @@ def _emit(s: Session, m: Monitor, *, firing: bool, now: datetime, summary: str) 
         ],
         now=now,
     )
+
+
+# --- the watchdog: no silent monitors ------------------------------------------------------------
+
+WATCHDOG_FINGERPRINT = "watchdog:stale-monitors"
+
+
+def stale_after(m: Monitor) -> timedelta:
+    """How long a monitor may go without a result: two intervals plus its timeout."""
+    return timedelta(seconds=2 * m.interval_seconds + m.timeout_seconds)
+
+
+def is_stale(m: Monitor, now: datetime) -> bool:
+    since = m.last_check_at or m.status_changed_at or m.updated_at
+    return m.enabled and now - since > stale_after(m)
+
+
+def find_stale(s: Session, now: datetime) -> list[Monitor]:
+    """Enabled monitors with no result for longer than ``stale_after``."""
+    candidates = s.scalars(select(Monitor).where(Monitor.enabled.is_(True)).order_by(Monitor.id))
+    return [m for m in candidates if is_stale(m, now)]
+
+
+def watch(s: Session, now: datetime, *, probe: str = "local") -> list[str]:
+    """Raise one alert naming every stale monitor, and resolve it when none is left.
+
+    A prober that dies or falls behind stops producing results; without this, its monitors would
+    simply keep their last state and nobody would know.
+    """
+    from opsdesk.alerts import service as alerts
+
+    stale = [m.name for m in find_stale(s, now)]
+    firing = any(
+        a.fingerprint == WATCHDOG_FINGERPRINT for a in alerts.list_alerts(s, status="firing", limit=500)
+    )
+    if stale:
+        shown = ", ".join(stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+        summary = f"{len(stale)} monitor(s) have not reported in time (probe {probe}): {shown}"
+    if stale and not firing:
+        event = alerts.NormalizedEvent(
+            source="watchdog",
+            status="firing",
+            severity="critical",
+            summary=summary,
+            fingerprint=WATCHDOG_FINGERPRINT,
+            labels={"probe": probe},
+        )
+        alerts.store_events(s, [event], now=now)
+    elif not stale and firing:
+        event = alerts.NormalizedEvent(
+            source="watchdog",
+            status="resolved",
+            severity="critical",
+            summary=f"every monitor reports again (probe {probe})",
+            fingerprint=WATCHDOG_FINGERPRINT,
+            labels={"probe": probe},
+        )
+        alerts.store_events(s, [event], now=now)
+    return stale

@@ -22,7 +22,8 @@ router = APIRouter()
 def _list_context(ctx: Ctx, status: str | None) -> dict[str, Any]:
     with ctx.session() as s:
         return {
-            "monitors": service.list_monitors(s, status=status or None, limit=500),
+            "monitors": (monitors := service.list_monitors(s, status=status or None, limit=500)),
+            "stale_ids": {m.id for m in monitors if service.is_stale(m, ctx.now())},
             "services": cmdb.list_services(s, limit=500),
             "status": status or "",
         }
@@ -164,6 +165,7 @@ def _detail(
         services=services,
         results=results[:20],
         latency_chart=_latency_chart(results),
+        stale=service.is_stale(m, ctx.now()),
         form=form,
         errors=errors or {},
     )

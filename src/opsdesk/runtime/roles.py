@@ -59,6 +59,9 @@ class Runtime:
             )
         if "notify" in self.roles:
             self._tasks.append(asyncio.create_task(self._notify_loop(), name="notify"))
+        if "pipeline" in self.roles:
+            # The watchdog lives with the pipeline, not the prober: it must run when probes stop.
+            self._tasks.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
         log.info("roles started", extra={"roles": sorted(self.roles)})
 
     async def _notify_loop(self) -> None:
@@ -70,6 +73,26 @@ class Runtime:
             self.notify_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.notify_wake.wait(), 1.0)
+
+    async def _watchdog_loop(self, every: float = 30.0) -> None:
+        from opsdesk.monitoring import service as monitoring
+
+        def step() -> list[str]:
+            with self.db.session() as s:
+                return monitoring.watch(s, self.clock.now())
+
+        # Wait a round first: after a restart every monitor is overdue until the prober's first
+        # checks come in, and a restart must page nobody.
+        while not self.stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), every)
+            if self.stop_event.is_set():
+                break
+            try:
+                if await asyncio.to_thread(step):
+                    self.pipeline.wake.set()
+            except Exception:
+                log.exception("watchdog step failed; retrying")
 
     async def stop(self) -> None:
         self.stop_event.set()
