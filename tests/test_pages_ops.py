@@ -221,3 +221,45 @@ def test_bad_edit_shows_the_error_and_changes_nothing(client, accounts, db, cloc
     with db.session() as s:
         m = monitoring.get_monitor(s, mid)
         assert (m.target, m.interval_seconds) == ("http://127.0.0.1:9/", 60)
+
+
+def test_bulk_pause_and_resume_from_the_list(client, accounts, db, clock):
+    from opsdesk.core.actor import SYSTEM
+    from opsdesk.monitoring.schemas import MonitorIn
+
+    with db.session() as s:
+        ids = [
+            monitoring.create_monitor(
+                s, MonitorIn(name=n, target="http://127.0.0.1:9/"), actor=SYSTEM, now=clock.now()
+            ).id
+            for n in ("a", "b", "c")
+        ]
+    csrf = _as(client, accounts, "manager")
+    page = client.get("/monitors", headers=HTML).text
+    assert 'name="ids"' in page and "Pause selected" in page
+    r = client.post(
+        "/monitors/bulk", data={"csrf_token": csrf, "action": "pause", "ids": ids[:2]}, follow_redirects=False
+    )
+    assert r.status_code == 303 and "2+monitor" in r.headers["location"]
+    with db.session() as s:
+        assert [m.status for m in monitoring.list_monitors(s)] == ["paused", "paused", "unknown"]
+    client.post("/monitors/bulk", data={"csrf_token": csrf, "action": "resume", "ids": ids})
+    with db.session() as s:
+        assert [m.enabled for m in monitoring.list_monitors(s)] == [True, True, True]
+
+
+def test_bulk_with_an_unknown_id_changes_nothing(client, accounts, db, clock):
+    from opsdesk.core.actor import SYSTEM
+    from opsdesk.monitoring.schemas import MonitorIn
+
+    with db.session() as s:
+        mid = monitoring.create_monitor(
+            s, MonitorIn(name="a", target="http://127.0.0.1:9/"), actor=SYSTEM, now=clock.now()
+        ).id
+    csrf = _as(client, accounts, "manager")
+    r = client.post(
+        "/monitors/bulk", data={"csrf_token": csrf, "action": "pause", "ids": [mid, 99999]}, headers=HTML
+    )
+    assert r.status_code == 422 and "no monitor with id 99999" in r.text
+    with db.session() as s:
+        assert monitoring.get_monitor(s, mid).enabled

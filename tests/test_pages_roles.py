@@ -35,6 +35,7 @@ PAGES = [
     ("POST", "/incidents/{incident_id}/resolve", "responder"),
     ("GET", "/monitors", "viewer"),
     ("POST", "/monitors", "manager"),
+    ("POST", "/monitors/bulk", "manager"),
     ("GET", "/monitors/{monitor_id}", "viewer"),
     ("POST", "/monitors/{monitor_id}", "manager"),
     ("POST", "/monitors/{monitor_id}/pause", "manager"),

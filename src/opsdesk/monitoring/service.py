@@ -424,3 +424,18 @@ def watch(s: Session, now: datetime, *, probe: str = "local") -> list[str]:
         )
         alerts.store_events(s, [event], now=now)
     return stale
+
+
+def set_enabled(
+    s: Session, monitor_ids: list[int], enabled: bool, *, actor: Actor, now: datetime
+) -> list[Monitor]:
+    """Pause or resume several monitors at once; unknown ids are an error and change nothing."""
+    found = {m.id: m for m in s.scalars(select(Monitor).where(Monitor.id.in_(monitor_ids)))}
+    missing = [i for i in monitor_ids if i not in found]
+    if missing:
+        raise invalid("ids", f"no monitor with id {missing[0]}")
+    return [
+        update_monitor(s, i, MonitorUpdate(enabled=enabled), actor=actor, now=now)
+        for i in dict.fromkeys(monitor_ids)
+        if found[i].enabled != enabled
+    ]

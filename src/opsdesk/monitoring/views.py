@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -101,6 +101,20 @@ def monitor_create(
         errors=errors,
         **data_ctx,
     )
+
+
+@router.post("/monitors/bulk")
+def monitor_bulk(
+    ctx: Ctx = Depends(page(Role.manager)),
+    action: Annotated[Literal["pause", "resume"], Form()] = "pause",
+    ids: Annotated[list[int] | None, Form()] = None,
+) -> Response:
+    if not ids:
+        return back("/monitors", "Select monitors first", kind="warn")
+    with ctx.session() as s:
+        changed = service.set_enabled(s, ids, action == "resume", actor=ctx.actor, now=ctx.now())
+    done = "resumed" if action == "resume" else "paused"
+    return back("/monitors", f"{len(changed)} monitor(s) {done}")
 
 
 @router.post("/monitors/{monitor_id}", response_model=None)
