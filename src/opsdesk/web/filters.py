@@ -44,7 +44,15 @@ def dt(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
+def ms(value: float | None) -> str:
+    """A duration in milliseconds: one decimal below 10 ms, whole numbers above."""
+    if value is None:
+        return "—"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
 def install(env: Environment) -> None:
+    env.filters["ms"] = ms
     env.filters["ago"] = ago
     env.filters["dt"] = dt
     env.filters["status_class"] = lambda v: STATUS_CLASS.get(str(v), "muted")
