@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -79,19 +80,24 @@ def team_list(request: Request, ctx: Ctx = Depends(page())) -> HTMLResponse:
     )
 
 
-def _form(name: str, description: str, member_ids: list[str] | None) -> dict[str, Any]:
-    return {"name": name, "description": description, "member_ids": [m for m in member_ids or [] if m]}
+@dataclass
+class TeamForm:
+    """The fields of the team create and edit forms."""
+
+    name: Annotated[str, Form()] = ""
+    description: Annotated[str, Form()] = ""
+    member_ids: Annotated[list[str] | None, Form()] = None
+
+    def values(self) -> dict[str, Any]:
+        members = [m for m in self.member_ids or [] if m]
+        return {"name": self.name, "description": self.description, "member_ids": members}
 
 
 @router.post("/teams", response_model=None)
 def team_create(
-    request: Request,
-    ctx: Ctx = Depends(page(Role.manager)),
-    name: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    member_ids: Annotated[list[str] | None, Form()] = None,
+    request: Request, ctx: Ctx = Depends(page(Role.manager)), fields: TeamForm = Depends()
 ) -> Response:
-    form = _form(name, description, member_ids)
+    form = fields.values()
     errors: Errors = {}
     try:
         data = TeamIn.model_validate(form)
@@ -128,9 +134,8 @@ def _team_page(
             "team": team,
             "members": members,
             "users": _users(s),
-            # Read-only listing; the service layer has no owner filter, so filter here.
-            "services": [x for x in cmdb.list_services(s, limit=MANY) if x.owner_team_id == team.id],
-            "cis": [x for x in cmdb.list_cis(s, limit=MANY) if x.owner_team_id == team.id],
+            "services": cmdb.list_services(s, owner_team_id=team.id, limit=500),
+            "cis": cmdb.list_cis(s, owner_team_id=team.id, limit=500),
         }
         form = form or {
             "name": team.name,
@@ -156,14 +161,9 @@ def team_detail(request: Request, team_id: PathId, ctx: Ctx = Depends(page())) -
 
 @router.post("/teams/{team_id}", response_model=None)
 def team_update(
-    request: Request,
-    team_id: PathId,
-    ctx: Ctx = Depends(page(Role.manager)),
-    name: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    member_ids: Annotated[list[str] | None, Form()] = None,
+    request: Request, team_id: PathId, ctx: Ctx = Depends(page(Role.manager)), fields: TeamForm = Depends()
 ) -> Response:
-    form = _form(name, description, member_ids)
+    form = fields.values()
     errors: Errors = {}
     try:
         data = TeamUpdate.model_validate(form)

@@ -38,6 +38,22 @@ def _team_id(s: Session, name: str | None) -> int | None:
     return team.id
 
 
+def _changes(
+    s: Session, *, name: str | None, description: str | None, team: str | None, attr: list[str] | None
+) -> dict[str, object]:
+    """The fields an update command was given; the ones left out stay as they are."""
+    values: dict[str, object] = {}
+    if name is not None:
+        values["name"] = name
+    if description is not None:
+        values["description"] = description
+    if team is not None:
+        values["owner_team_id"] = _team_id(s, team)
+    if attr:
+        values["attributes"] = parse_attrs(attr)
+    return values
+
+
 def _service(s: Session, ref: str) -> int:
     from opsdesk.cmdb import service as cmdb
 
@@ -119,15 +135,7 @@ def service_update(
     from opsdesk.cmdb.schemas import ServiceUpdate
 
     with session() as s:
-        values: dict[str, object] = {}
-        if name is not None:
-            values["name"] = name
-        if description is not None:
-            values["description"] = description
-        if team is not None:
-            values["owner_team_id"] = _team_id(s, team)
-        if attr:
-            values["attributes"] = parse_attrs(attr)
+        values = _changes(s, name=name, description=description, team=team, attr=attr)
         svc = cmdb.update_service(
             s, _service(s, ref), ServiceUpdate(**values), actor=actor_as(as_user), now=now()
         )
@@ -217,17 +225,9 @@ def ci_update(
     from opsdesk.cmdb.schemas import CIUpdate
 
     with session() as s:
-        values: dict[str, object] = {}
-        if name is not None:
-            values["name"] = name
+        values = _changes(s, name=name, description=description, team=team, attr=attr)
         if ci_class is not None:
             values["ci_class"] = ci_class
-        if description is not None:
-            values["description"] = description
-        if team is not None:
-            values["owner_team_id"] = _team_id(s, team)
-        if attr:
-            values["attributes"] = parse_attrs(attr)
         ci = cmdb.update_ci(s, _ci(s, ref), CIUpdate(**values), actor=actor_as(as_user), now=now())
         console.print(f"updated CI {ci.id} {ci.name}")
 

@@ -62,8 +62,12 @@ def service_ids_by_name(s: Session, names: set[str]) -> dict[str, int]:
     return {n: i for n, i in s.execute(select(Service.name, Service.id).where(Service.name.in_(names)))}
 
 
-def list_services(s: Session, *, after_id: int = 0, limit: int = 100, q: str | None = None) -> list[Service]:
+def list_services(
+    s: Session, *, after_id: int = 0, limit: int = 100, q: str | None = None, owner_team_id: int | None = None
+) -> list[Service]:
     query = select(Service).where(Service.id > after_id).order_by(Service.id).limit(limit)
+    if owner_team_id is not None:
+        query = query.where(Service.owner_team_id == owner_team_id)
     if q:
         query = query.where(Service.name.ilike(_like(q), escape="\\"))
     return list(s.scalars(query))
@@ -121,9 +125,17 @@ def get_ci_by_name(s: Session, name: str) -> ConfigItem | None:
 
 
 def list_cis(
-    s: Session, *, after_id: int = 0, limit: int = 100, ci_class: str | None = None, q: str | None = None
+    s: Session,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+    ci_class: str | None = None,
+    q: str | None = None,
+    owner_team_id: int | None = None,
 ) -> list[ConfigItem]:
     query = select(ConfigItem).where(ConfigItem.id > after_id).order_by(ConfigItem.id).limit(limit)
+    if owner_team_id is not None:
+        query = query.where(ConfigItem.owner_team_id == owner_team_id)
     if ci_class:
         query = query.where(ConfigItem.ci_class == ci_class)
     if q:

@@ -7,7 +7,6 @@ form fields; the work is written once and told by a ``NodePages`` what differs b
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -32,7 +31,7 @@ router = APIRouter()
 
 Errors = dict[str, str]
 Node = Service | ConfigItem
-MANY = 10_000  # enough rows for counting on a list page
+MANY = 10_000  # every service and CI, for the relationship select
 CI_CLASSES = [c.value for c in CIClass]
 
 
@@ -163,18 +162,16 @@ def _team_names(s: Session) -> tuple[list[Any], dict[int, str]]:
 
 
 def _listed_services(s: Session, q: str, ci_class: str) -> dict[str, Any]:
-    monitors = monitoring.list_monitors(s, limit=MANY)
     return {
         "services": service.list_services(s, limit=500, q=q or None),
-        "monitor_counts": Counter(m.service_id for m in monitors if m.service_id),
+        "monitor_counts": monitoring.count_by_node(s, "service"),
     }
 
 
 def _listed_cis(s: Session, q: str, ci_class: str) -> dict[str, Any]:
-    monitors = monitoring.list_monitors(s, limit=MANY)
     return {
         "cis": service.list_cis(s, limit=500, ci_class=ci_class or None, q=q or None),
-        "monitor_counts": Counter(m.ci_id for m in monitors if m.ci_id),
+        "monitor_counts": monitoring.count_by_node(s, "ci"),
         "classes": CI_CLASSES,
         "ci_class": ci_class,
     }
@@ -283,9 +280,7 @@ def _service_extras(s: Session, svc: Service) -> dict[str, Any]:
 
 
 def _ci_extras(s: Session, ci: ConfigItem) -> dict[str, Any]:
-    # list_monitors cannot filter by CI.
-    monitors = [m for m in monitoring.list_monitors(s, limit=MANY) if m.ci_id == ci.id]
-    return {"monitors": monitors, "classes": CI_CLASSES}
+    return {"monitors": monitoring.list_monitors(s, ci_id=ci.id, limit=500), "classes": CI_CLASSES}
 
 
 def _node_form_defaults(node: Node) -> dict[str, str]:

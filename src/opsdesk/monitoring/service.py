@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from opsdesk.audit import service as audit
@@ -52,13 +52,23 @@ def list_monitors(
     limit: int = 100,
     status: str | None = None,
     service_id: int | None = None,
+    ci_id: int | None = None,
 ) -> list[Monitor]:
     q = select(Monitor).where(Monitor.id > after_id).order_by(Monitor.id).limit(limit)
     if status:
         q = q.where(Monitor.status == status)
     if service_id is not None:
         q = q.where(Monitor.service_id == service_id)
+    if ci_id is not None:
+        q = q.where(Monitor.ci_id == ci_id)
     return list(s.scalars(q))
+
+
+def count_by_node(s: Session, kind: str) -> dict[int, int]:
+    """How many monitors each service (``kind="service"``) or CI (``"ci"``) has."""
+    col = Monitor.service_id if kind == "service" else Monitor.ci_id
+    rows = s.execute(select(col, func.count()).where(col.is_not(None)).group_by(col))
+    return {k: n for k, n in rows if k is not None}
 
 
 def monitors_referencing(s: Session, kind: str, node_id: int) -> list[str]:
