@@ -6,11 +6,13 @@ decorates it with :func:`register`; :mod:`opsdesk.monitoring.checks` imports the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict
+
+from opsdesk.metrics.samples import Sample
 
 
 @dataclass
@@ -22,6 +24,23 @@ class CheckOutcome:
     latency_ms: float | None = None
     status_code: int | None = None
     degraded: bool = False
+    # Time series the check read (a scrape, SNMP counters): written to the metrics store.
+    samples: list[Sample] = field(default_factory=list)
+    # Threshold rules that hold right now, for checks that evaluate rules (a Prometheus scrape).
+    # ``None`` means the check evaluated no rules this time (it failed), so nothing resolves.
+    findings: list[Finding] | None = None
+    # False when the probe could not judge (its own network is down): the state becomes unknown.
+    conclusive: bool = True
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule that holds for one series: raised as its own alert while it keeps holding."""
+
+    key: str  # stable within the monitor: the rule's name and the series' labels
+    summary: str
+    severity: str = "warning"
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class CheckConfig(BaseModel):
@@ -37,6 +56,8 @@ class ProbeContext:
 
 class CheckType:
     name: ClassVar[str]
+    # A passive type is never probed: something calls in (a heartbeat ping).
+    passive: ClassVar[bool] = False
     config_model: ClassVar[type[CheckConfig]] = CheckConfig
     # Config fields holding credentials: kept encrypted at rest and never shown by the API.
     secret_fields: ClassVar[tuple[str, ...]] = ()
