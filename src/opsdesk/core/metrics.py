@@ -18,6 +18,12 @@ EVENTS_PROCESSED = Counter(
 ALERTS_OPENED = Counter("opsdesk_alerts_opened_total", "Alerts that started firing", registry=REGISTRY)
 INCIDENTS_OPENED = Counter("opsdesk_incidents_opened_total", "Incidents opened", registry=REGISTRY)
 CHECKS_RUN = Counter("opsdesk_checks_total", "Monitor checks run", ["type", "outcome"], registry=REGISTRY)
+CHECK_LAG = Histogram(
+    "opsdesk_check_lag_seconds",
+    "How late checks start after they fall due (scheduling lag)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=REGISTRY,
+)
 CHECK_SECONDS = Histogram(
     "opsdesk_check_duration_seconds", "Duration of monitor checks", ["type"], registry=REGISTRY
 )

@@ -60,6 +60,8 @@ class Scheduler:
         async with self.sem:
             check = get_check_type(due.type)
             started = time.perf_counter()
+            if due.due_at is not None:
+                metrics.CHECK_LAG.observe(max(0.0, (self.clock.now() - due.due_at).total_seconds()))
             if due.error is not None:
                 outcome = CheckOutcome(False, due.error)
             elif check is None:

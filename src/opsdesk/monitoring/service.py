@@ -223,6 +223,7 @@ class DueCheck:
     target: str
     config: dict[str, Any]
     timeout_seconds: float
+    due_at: datetime | None = None
     error: str | None = None  # set when the check cannot run as configured (e.g. unreadable secrets)
 
 
@@ -241,13 +242,14 @@ def claim_due(s: Session, now: datetime, limit: int = 1000) -> list[DueCheck]:
         q = q.with_for_update(skip_locked=True)
     due = []
     for m in s.scalars(q):
+        due_at = m.next_check_at
         m.next_check_at = now + timedelta(seconds=m.interval_seconds)
         config, error = dict(m.config), None
         try:
             config.update({k: crypto.decrypt(v) for k, v in m.secrets.items()})
         except crypto.SecretUnreadable as exc:
             error = str(exc)
-        due.append(DueCheck(m.id, m.type, m.target, config, m.timeout_seconds, error))
+        due.append(DueCheck(m.id, m.type, m.target, config, m.timeout_seconds, due_at, error))
     return due
 
 
