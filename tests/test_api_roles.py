@@ -13,6 +13,7 @@ here, so no future route escapes the check.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +134,7 @@ def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[s
         },
     )
     w.ids["user_id"] = w.create("/api/v1/users", {"email": "bystander@example.org", "name": "Bystander"})
+    w.ids["probe_id"] = w.create("/api/v1/probes", {"location": "branch"})
     r = w.client.post(
         "/api/v1/events", json={"summary": "checkout is down", "service": "checkout"}, headers=w.admin
     )
@@ -188,6 +190,7 @@ def new_edge(w: World) -> dict[str, Any]:
 
 
 EDIT = const({"description": "changed"})
+_SEQ = itertools.count(1)
 
 ROUTES = [
     # users, teams, tokens
@@ -227,6 +230,17 @@ ROUTES = [
     Route("PATCH", "/api/v1/monitors/{monitor_id}", M, seeded("monitor_id"), const({"interval_seconds": 30})),
     Route("DELETE", "/api/v1/monitors/{monitor_id}", M, seeded("monitor_id")),
     Route("GET", "/api/v1/monitors/{monitor_id}/results", V, seeded("monitor_id")),
+    Route("GET", "/api/v1/monitors/{monitor_id}/uptime", V, seeded("monitor_id")),
+    Route("GET", "/api/v1/monitors/{monitor_id}/history", V, seeded("monitor_id")),
+    Route("GET", "/api/v1/monitors/{monitor_id}/daily", V, seeded("monitor_id")),
+    Route("GET", "/api/v1/services/{service_id}/uptime", V, seeded("service_id")),
+    # remote probes (their own routes take probe tokens only: see PROBE_ROUTES)
+    Route("GET", "/api/v1/probes", V),
+    Route("POST", "/api/v1/probes", A, body=lambda w: {"location": f"site-{next(_SEQ)}"}),
+    Route("DELETE", "/api/v1/probes/{probe_id}", A, seeded("probe_id")),
+    # metrics store
+    Route("GET", "/api/v1/metrics/series", V),
+    Route("GET", "/api/v1/metrics/query_range", V),
     # events, alerts, incidents
     Route("POST", "/api/v1/events", R, body=const({"summary": "disk full", "service": "checkout"})),
     Route("GET", "/api/v1/alerts", V),
@@ -242,6 +256,9 @@ ROUTES = [
     Route("GET", "/api/v1/audit", M),
     Route("GET", "/metrics", V),
 ]
+
+# Routes a remote probe calls with its own token ("odp_..."): every user token is refused.
+PROBE_ROUTES = [("GET", "/api/v1/probe/assignments"), ("POST", "/api/v1/probe/results")]
 
 ALLOWED = [(route, role) for route in ROUTES for role in ROLES if role.at_least(route.role)]
 REFUSED = [(route, role) for route in ROUTES for role in ROLES if not role.at_least(route.role)]
@@ -333,7 +350,7 @@ def test_every_api_route_is_in_the_matrix(client: TestClient, accounts: dict[str
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     served = documented | _registered_api_routes(client.app)
     api_routes = {(m, p) for m, p in served if p.startswith("/api/v1/")}
-    in_matrix = {(r.method, r.path) for r in ROUTES}
+    in_matrix = {(r.method, r.path) for r in ROUTES} | set(PROBE_ROUTES)
 
     assert api_routes, "no /api/v1 route found: the route walk is broken"
     assert sorted(api_routes - in_matrix) == [], "add these routes to ROUTES in tests/test_api_roles.py"
@@ -344,6 +361,18 @@ def test_every_matrix_route_exists(client: TestClient) -> None:
     stale = [str(r) for r in ROUTES if (r.method, r.path) not in served]
 
     assert stale == []
+
+
+def test_probe_routes_refuse_every_user_token(world: World) -> None:
+    before = db_state(world.db)
+    for method, path in PROBE_ROUTES:
+        for role in ROLES:
+            r = world.client.request(
+                method, path, json={"results": []}, headers=world.accounts[role.value].headers
+            )
+            assert_problem(r, 401)
+        assert_problem(world.client.request(method, path, json={"results": []}), 401)
+    assert db_state(world.db) == before
 
 
 def test_matrix_lists_each_route_once() -> None:

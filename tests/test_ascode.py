@@ -142,3 +142,44 @@ def test_api_apply_error_is_a_problem_with_the_line(client, accounts):
     body = r.json()
     assert r.status_code == 422 and body["line"] == 3 and body["errors"][0]["field"] == "monitors[0].target"
     assert json.dumps(body).count("must be an http") == 2
+
+
+KINDS = """\
+monitors:
+  - name: nightly-backup
+    type: heartbeat
+    target: backup of db1
+    interval: 86400
+    ping_key: backup-db1-0123456789
+    config: {schedule: "0 2 * * *", timezone: Europe/Paris, grace_seconds: 1800}
+  - name: shop-from-branches
+    target: https://shop.example.org/
+    locations: [local, lyon, lille]
+    quorum: 2
+  - name: db1-port
+    type: tcp
+    target: db1.example.org:5432
+"""
+
+
+def test_every_kind_of_monitor_applies_exports_and_reapplies(cli, client, accounts):
+    assert "3 created" in cli("apply", "-f", "-", input=KINDS)
+    items = {
+        m["name"]: m
+        for m in client.get("/api/v1/monitors", headers=accounts["viewer"].headers).json()["items"]
+    }
+    hb = items["nightly-backup"]
+    assert hb["ping_url"].endswith("/ping/backup-db1-0123456789")
+    assert hb["config"] == {"schedule": "0 2 * * *", "timezone": "Europe/Paris", "grace_seconds": 1800}
+    assert items["shop-from-branches"]["locations"] == ["local", "lyon", "lille"]
+    assert items["shop-from-branches"]["quorum"] == 2
+    exported = cli("export")
+    assert "quorum: 2" in exported and "lyon" in exported and "schedule:" in exported
+    assert "backup-db1-0123456789" not in exported  # the ping key is a credential: not exported
+    assert "0 created, 0 updated, 3 unchanged" in cli("apply", "-f", "-", input=exported)
+    # The key survives an export without it; a wrong quorum names the field.
+    assert items["nightly-backup"]["ping_key"] == "backup-db1-0123456789"
+    out = cli("apply", "-f", "-", input=KINDS.replace("quorum: 2", "quorum: 5"), code=1)
+    assert "monitors[1]" in out and "quorum" in out
+    out = cli("apply", "-f", "-", input=KINDS.replace('"0 2 * * *"', '"0 25 * * *"'), code=1)
+    assert "line 7" in out and "schedule" in out

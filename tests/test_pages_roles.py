@@ -35,6 +35,8 @@ PAGES = [
     ("POST", "/incidents/{incident_id}/resolve", "responder"),
     ("GET", "/monitors", "viewer"),
     ("POST", "/monitors", "manager"),
+    ("GET", "/monitors/new", "manager"),
+    ("GET", "/monitors/new/fields", "manager"),
     ("POST", "/monitors/bulk", "manager"),
     ("GET", "/monitors/{monitor_id}", "viewer"),
     ("POST", "/monitors/{monitor_id}", "manager"),

@@ -49,7 +49,7 @@ class RelationshipDoc(In):
 class MonitorDoc(In):
     name: Name
     type: str = "http"
-    target: str = Field(min_length=1, max_length=2000)
+    target: str = Field(default="", max_length=2000)
     config: dict[str, Any] = Field(default_factory=dict)
     interval: int = Field(default=60, ge=1, le=86_400, description="seconds")
     timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
@@ -58,6 +58,9 @@ class MonitorDoc(In):
     ci: str | None = None
     severity: Severity = Severity.critical
     enabled: bool = True
+    locations: list[str] = Field(default_factory=lambda: ["local"], min_length=1, max_length=20)
+    quorum: int = Field(default=1, ge=1, le=20)
+    ping_key: str | None = Field(default=None, description="heartbeats: keep this key in the ping URL")
 
 
 class Document(In):

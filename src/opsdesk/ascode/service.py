@@ -233,7 +233,11 @@ def _monitor(s: Session, d: MonitorDoc, actor: Actor, now: datetime) -> tuple[st
         "ci_id": ci_id,
         "severity": d.severity,
         "enabled": d.enabled,
+        "locations": d.locations,
+        "quorum": d.quorum,
     }
+    if d.ping_key is not None:
+        values["ping_key"] = d.ping_key
     m = monitoring.get_monitor_by_name(s, d.name)
     if m is None:
         monitoring.create_monitor(
@@ -255,6 +259,9 @@ def _monitor(s: Session, d: MonitorDoc, actor: Actor, now: datetime) -> tuple[st
         m.ci_id,
         m.severity,
         m.enabled,
+        m.locations,
+        m.quorum,
+        m.ping_key if d.ping_key is not None else None,
     ) == (
         target,
         plain,
@@ -265,6 +272,9 @@ def _monitor(s: Session, d: MonitorDoc, actor: Actor, now: datetime) -> tuple[st
         ci_id,
         d.severity.value,
         d.enabled,
+        d.locations,
+        d.quorum,
+        d.ping_key,
     ) and {k: crypto.decrypt(v) for k, v in m.secrets.items()} == {
         k: crypto.decrypt(v) for k, v in secrets.items()
     }
@@ -347,6 +357,8 @@ def export(s: Session) -> dict[str, Any]:
                     "ci": cis.get(m.ci_id or 0),
                     "severity": m.severity,
                     "enabled": m.enabled,
+                    "locations": None if m.locations == ["local"] else m.locations,
+                    "quorum": None if m.quorum == 1 else m.quorum,
                 }
             )
         )

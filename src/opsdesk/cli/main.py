@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from opsdesk import __version__
-from opsdesk.cli import ascode_cmds, cmdb_cmds, ops_cmds, people_cmds
+from opsdesk.cli import ascode_cmds, cmdb_cmds, ops_cmds, people_cmds, probe_cmds
 from opsdesk.cli.common import clock, console, database, err, handle_errors, session, settings
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ people_cmds.register(app)
 cmdb_cmds.register(app)
 ops_cmds.register(app)
 ascode_cmds.register(app)
+probe_cmds.register(app)
 
 
 @app.command()

@@ -24,6 +24,7 @@ from opsdesk.core.actor import Role
 from opsdesk.core.errors import OpsdeskError, invalid
 from opsdesk.incidents import service as incidents
 from opsdesk.monitoring import service as monitoring
+from opsdesk.monitoring import views as monitoring_pages
 from opsdesk.web.deps import Ctx, PathId, page
 from opsdesk.web.render import back, render
 
@@ -310,6 +311,8 @@ def _detail_page(
     with ctx.session() as s:
         node = pages.get(s, node_id)
         data = _node_context(s, pages, node) | pages.detail_extras(s, node)
+        if pages.kind == "service":
+            data |= monitoring_pages.service_uptime(s, node.id, ctx.now())
         form = form or _node_form_defaults(node)
     return render(
         request,

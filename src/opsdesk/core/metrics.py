@@ -24,6 +24,9 @@ CHECK_LAG = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
     registry=REGISTRY,
 )
+PINGS = Counter(
+    "opsdesk_heartbeat_pings_total", "Heartbeat pings received, by HTTP status", ["status"], registry=REGISTRY
+)
 CHECK_SECONDS = Histogram(
     "opsdesk_check_duration_seconds", "Duration of monitor checks", ["type"], registry=REGISTRY
 )

@@ -6,6 +6,7 @@ from opsdesk.auth import models as auth_models
 from opsdesk.cmdb import models as cmdb_models
 from opsdesk.core.db import Base
 from opsdesk.incidents import models as incidents_models
+from opsdesk.metrics import models as metrics_models
 from opsdesk.monitoring import models as monitoring_models
 from opsdesk.notify import models as notify_models
 
@@ -16,6 +17,7 @@ __all__ = [
     "auth_models",
     "cmdb_models",
     "incidents_models",
+    "metrics_models",
     "monitoring_models",
     "notify_models",
 ]

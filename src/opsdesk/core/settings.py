@@ -52,6 +52,26 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=8, ge=1)
     notify_backoff_seconds: float = Field(default=5.0, gt=0)
 
+    # Monitoring: raw check results are kept this long (uptime from the state history and the
+    # daily statistics is kept for ever); the prober's canaries (host:port, comma-separated) tell
+    # it whether its own network is up before it counts failures.
+    results_retention_days: int = Field(default=31, ge=1)
+    probe_canaries: str = ""
+    probe_concurrency: int = Field(default=256, ge=1, le=10_000)
+
+    # Metrics store (opsdesk.metrics): days kept per resolution in the built-in SQL store, or a
+    # Prometheus-compatible remote store (remote-write out, query API in) when both URLs are set.
+    metrics_raw_retention_days: int = Field(default=7, ge=1)
+    metrics_5m_retention_days: int = Field(default=90, ge=1)
+    metrics_1h_retention_days: int = Field(default=400, ge=1)
+    metrics_remote_write_url: str = ""  # e.g. http://prometheus:9090/api/v1/write
+    metrics_remote_query_url: str = ""  # e.g. http://prometheus:9090 (the /api/v1/... base)
+    metrics_remote_timeout_seconds: float = Field(default=10.0, gt=0)
+    metrics_remote_retries: int = Field(default=3, ge=0, le=10)
+    metrics_remote_bearer_token: SecretStr = SecretStr("")
+    metrics_remote_username: str = ""
+    metrics_remote_password: SecretStr = SecretStr("")
+
     @model_validator(mode="after")
     def _defaults_from_data_dir(self) -> Settings:
         if not self.database_url:
@@ -85,6 +105,10 @@ class Settings(BaseSettings):
     @property
     def role_set(self) -> set[str]:
         return {r.strip() for r in self.roles.split(",") if r.strip()}
+
+    @property
+    def canaries(self) -> list[str]:
+        return [c.strip() for c in self.probe_canaries.split(",") if c.strip()]
 
     def ensure_secret_key(self) -> str:
         """The signing key: configured, or generated once and kept in the data directory."""

@@ -13,25 +13,43 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from opsdesk.core import metrics
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
-from opsdesk.monitoring import service
+from opsdesk.metrics.samples import Sample
+from opsdesk.monitoring import heartbeat, service
 from opsdesk.monitoring.checks import CheckOutcome, ProbeContext, get_check_type
+from opsdesk.monitoring.selfcheck import NetworkCheck
+from opsdesk.monitoring.service import DueCheck
+
+if TYPE_CHECKING:
+    from opsdesk.metrics.store import MetricsStore
 
 log = logging.getLogger("opsdesk.probes")
 
 
 class Scheduler:
-    def __init__(self, db: Database, clock: Clock, *, concurrency: int = 256, flush_interval: float = 0.25):
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        concurrency: int = 256,
+        flush_interval: float = 0.25,
+        store: MetricsStore | None = None,
+        network: NetworkCheck | None = None,
+    ):
         self.db = db
         self.clock = clock
         self.sem = asyncio.Semaphore(concurrency)
         self.flush_interval = flush_interval
-        self._buffer: list[tuple[int, datetime, CheckOutcome]] = []
+        self.store = store
+        self.network = network or NetworkCheck()
+        self._buffer: list[tuple[DueCheck, datetime, CheckOutcome]] = []
         self._http: aiohttp.ClientSession | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         # Set by the runtime: called after results produced events, to wake the pipeline.
@@ -52,11 +70,15 @@ class Scheduler:
         if self._http is not None:
             await self._http.close()
 
-    def _claim(self) -> list[service.DueCheck]:
+    def _claim(self) -> list[DueCheck]:
         with self.db.session() as s:
             return service.claim_due(s, self.clock.now())
 
-    async def _check(self, due: service.DueCheck) -> None:
+    def _overdue_heartbeats(self) -> list[service.Transition]:
+        with self.db.session() as s:
+            return heartbeat.find_overdue(s, self.clock.now())
+
+    async def _check(self, due: DueCheck) -> None:
         async with self.sem:
             check = get_check_type(due.type)
             started = time.perf_counter()
@@ -81,12 +103,26 @@ class Scheduler:
                     outcome = CheckOutcome(False, f"check error: {type(exc).__name__}: {exc}")
             metrics.CHECKS_RUN.labels(due.type, "up" if outcome.ok else "down").inc()
             metrics.CHECK_SECONDS.labels(due.type).observe(time.perf_counter() - started)
-            self._buffer.append((due.monitor_id, self.clock.now(), outcome))
+            self._buffer.append((due, self.clock.now(), outcome))
 
     async def flush(self) -> list[service.Transition]:
         if not self._buffer:
             return []
         batch, self._buffer = self._buffer, []
+        if any(not o.ok for _, _, o in batch):
+            verdict = await self.network.ok()
+            if not verdict.ok:
+                # The prober itself is cut off: its failures say nothing about the monitors.
+                for _, _, o in batch:
+                    if not o.ok:
+                        o.conclusive = False
+                        o.findings = None
+                        o.message = (
+                            f"not counted, the probe's network is down ({verdict.reason}): {o.message}"
+                        )
+                log.warning(
+                    "probe network down; failures recorded as unknown", extra={"reason": verdict.reason}
+                )
         transitions = await asyncio.to_thread(self._write, batch)
         for t in transitions:
             log.info("monitor state changed", extra={"monitor": t.name, "from": t.old, "to": t.new})
@@ -94,18 +130,29 @@ class Scheduler:
             self.on_events()
         return transitions
 
-    def _write(self, batch: list[tuple[int, datetime, CheckOutcome]]) -> list[service.Transition]:
+    def _write(self, batch: list[tuple[DueCheck, datetime, CheckOutcome]]) -> list[service.Transition]:
         with self.db.session() as s:
-            return service.record_results(s, batch)
+            transitions = service.record_results(
+                s, [service.Result(d.monitor_id, at, o) for d, at, o in batch]
+            )
+        if self.store is not None:
+            samples = [smp for d, _, o in batch if o.samples for smp in with_job(o.samples, d.name)]
+            if samples:
+                try:
+                    self.store.write(samples)
+                except Exception:
+                    log.exception("writing %d samples to the metrics store failed", len(samples))
+        return transitions
 
     async def tick(self) -> list[service.Transition]:
         """Run every check that is due now, to completion, and write the results."""
+        overdue = await asyncio.to_thread(self._overdue_heartbeats)
         due = await asyncio.to_thread(self._claim)
         await asyncio.gather(*(self._check(d) for d in due))
-        return await self.flush()
+        return overdue + await self.flush()
 
     async def run(self, stop: asyncio.Event) -> None:
-        last_flush = time.monotonic()
+        last_flush = last_heartbeats = time.monotonic()
         while not stop.is_set():
             try:
                 for due in await asyncio.to_thread(self._claim):
@@ -115,8 +162,25 @@ class Scheduler:
                 if time.monotonic() - last_flush >= self.flush_interval:
                     await self.flush()
                     last_flush = time.monotonic()
+                if time.monotonic() - last_heartbeats >= 1.0:
+                    last_heartbeats = time.monotonic()
+                    if await asyncio.to_thread(self._overdue_heartbeats) and self.on_events is not None:
+                        self.on_events()
             except Exception:
                 log.exception("prober loop error; continuing")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.flush_interval)
         await self.close()
+
+
+def with_job(samples: list[Sample], job: str) -> list[Sample]:
+    """Label every sample with the monitor that read it (``job``), as Prometheus does with scrape
+    jobs; a sample's own ``job`` label is kept as ``exported_job``."""
+    out = []
+    for smp in samples:
+        labels = dict(smp.labels)
+        if "job" in labels:
+            labels["exported_job"] = labels["job"]
+        labels["job"] = job
+        out.append(smp._replace(labels=tuple(sorted(labels.items()))))
+    return out

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from opsdesk.audit import service as audit
 from opsdesk.core import crypto
 from opsdesk.core.actor import Actor
 from opsdesk.core.errors import FieldError, OpsdeskError, conflict, invalid, not_found
-from opsdesk.monitoring.checks import CheckOutcome, get_check_type
-from opsdesk.monitoring.models import CheckResult, Monitor, MonitorStatus
+from opsdesk.monitoring.checks import CheckOutcome, CheckType, get_check_type
+from opsdesk.monitoring.checks.base import Finding
+from opsdesk.monitoring.models import (
+    LOCAL,
+    CheckResult,
+    DailyStats,
+    LocationState,
+    Monitor,
+    MonitorStatus,
+    StateChange,
+)
 from opsdesk.monitoring.schemas import MonitorIn, MonitorUpdate
 
 FIELDS = [
@@ -30,6 +41,8 @@ FIELDS = [
     "ci_id",
     "severity",
     "enabled",
+    "locations",
+    "quorum",
     "secrets_set",
 ]
 
@@ -64,6 +77,53 @@ def list_monitors(
     return list(s.scalars(q))
 
 
+@dataclass
+class MonitorPage:
+    items: list[Monitor]
+    total: int  # matching the filters
+    counts: dict[str, int]  # per status, over all monitors matching the filters but the status
+
+
+SORTS = {
+    "name": (Monitor.name,),
+    "status": (Monitor.status, Monitor.name),
+    "last_check": (Monitor.last_check_at.desc(), Monitor.name),
+    "latency": (Monitor.last_latency_ms.desc(), Monitor.name),
+}
+
+
+def list_page(
+    s: Session,
+    *,
+    status: str | None = None,
+    q: str | None = None,
+    type_name: str | None = None,
+    service_id: int | None = None,
+    sort: str = "name",
+    offset: int = 0,
+    limit: int = 50,
+) -> MonitorPage:
+    """One page of monitors for the list page, filtered and sorted in the database, with the
+    count per status for the tabs: three queries, whatever the number of monitors."""
+    base = select(Monitor)
+    if q:
+        like = f"%{q.strip().lower()}%"
+        base = base.where(func.lower(Monitor.name).like(like) | func.lower(Monitor.target).like(like))
+    if type_name:
+        base = base.where(Monitor.type == type_name)
+    if service_id is not None:
+        base = base.where(Monitor.service_id == service_id)
+    counted = base.with_only_columns(Monitor.status, func.count()).group_by(Monitor.status)
+    counts: dict[str, int] = {st: n for st, n in s.execute(counted).all()}
+    if status:
+        base = base.where(Monitor.status == status)
+    total = counts.get(status, 0) if status else sum(counts.values())
+    items = list(
+        s.scalars(base.order_by(*SORTS.get(sort, SORTS["name"]), Monitor.id).offset(offset).limit(limit))
+    )
+    return MonitorPage(items, total, counts)
+
+
 def count_by_node(s: Session, kind: str) -> dict[int, int]:
     """How many monitors each service (``kind="service"``) or CI (``"ci"``) has."""
     col = Monitor.service_id if kind == "service" else Monitor.ci_id
@@ -86,6 +146,8 @@ def validate_definition(
     check = get_check_type(type_name)
     if check is None:
         raise invalid("type", f"unknown monitor type {type_name!r}")
+    if not check.passive and not target.strip():
+        raise invalid("target", f"a {type_name} monitor needs a target")
     config = dict(config)
     for name in check.secret_fields:
         if name not in config and stored_secrets and name in stored_secrets:
@@ -110,6 +172,16 @@ def validate_definition(
     return target, plain, secrets
 
 
+def _check_ping_key(s: Session, type_name: str, key: str | None, monitor_id: int | None) -> None:
+    if key is None:
+        return
+    if not check_type(type_name).passive:
+        raise invalid("ping_key", "only heartbeat monitors have a ping key")
+    other = s.scalar(select(Monitor.id).where(Monitor.ping_key == key))
+    if other is not None and other != monitor_id:
+        raise conflict("another monitor already uses this ping key")
+
+
 def _check_refs(s: Session, service_id: int | None, ci_id: int | None) -> None:
     from opsdesk.cmdb import service as cmdb
 
@@ -128,6 +200,7 @@ def _check_refs(s: Session, service_id: int | None, ci_id: int | None) -> None:
 def create_monitor(s: Session, data: MonitorIn, *, actor: Actor, now: datetime) -> Monitor:
     if get_monitor_by_name(s, data.name) is not None:
         raise conflict(f"a monitor named {data.name!r} already exists")
+    _check_ping_key(s, data.type, data.ping_key, None)
     target, config, secrets = validate_definition(data.type, data.target, data.config)
     _check_refs(s, data.service_id, data.ci_id)
     values = data.model_dump()
@@ -140,9 +213,14 @@ def create_monitor(s: Session, data: MonitorIn, *, actor: Actor, now: datetime) 
         created_at=now,
         updated_at=now,
     )
+    if check_type(data.type).passive:
+        from opsdesk.monitoring import heartbeat
+
+        heartbeat.on_create(m)
     s.add(m)
     s.flush()
-    m.next_check_at = now if data.enabled else None
+    if not check_type(m.type).passive:
+        m.next_check_at = now if data.enabled and LOCAL in m.locations else None
     audit.created(s, "monitor", m.id, audit.snapshot(m, FIELDS), actor=actor, at=now)
     return m
 
@@ -162,9 +240,15 @@ def update_monitor(
         "failures_before_down",
         "severity",
         "enabled",
+        "locations",
+        "quorum",
     ):
         if required in changes and changes[required] is None:
             raise invalid(required, "must not be null")
+    if changes.get("ping_key") is not None:
+        _check_ping_key(s, m.type, changes["ping_key"], m.id)
+    elif "ping_key" in changes:
+        del changes["ping_key"]  # null: keep the key
     if "name" in changes and changes["name"] != m.name and get_monitor_by_name(s, changes["name"]):
         raise conflict(f"a monitor named {changes['name']!r} already exists")
     if "target" in changes or "config" in changes:
@@ -172,22 +256,38 @@ def update_monitor(
             m.type, changes.get("target", m.target), changes.get("config", m.config), m.secrets
         )
     _check_refs(s, changes.get("service_id"), changes.get("ci_id"))
+    quorum, locations = changes.get("quorum", m.quorum), changes.get("locations", m.locations)
+    if quorum > len(locations):
+        raise invalid("quorum", f"quorum {quorum} is more than the {len(locations)} location(s)")
     if "severity" in changes:
         changes["severity"] = changes["severity"].value
     was_enabled = m.enabled
     for k, v in changes.items():
         setattr(m, k, v)
     if was_enabled and not m.enabled:
+        s.add(StateChange(monitor_id=m.id, at=now, old=m.status, new=MonitorStatus.paused.value, message=""))
         m.status = MonitorStatus.paused.value
         m.next_check_at = None
         m.status_changed_at = now
+        m.flapping = False
+        _sync_alert(s, m, now)  # paused: suppress paging, and resolve what was firing
+        resolve_findings(s, m, now)
     elif not was_enabled and m.enabled:
+        s.add(StateChange(monitor_id=m.id, at=now, old=m.status, new=MonitorStatus.unknown.value, message=""))
         m.status = MonitorStatus.unknown.value
+        m.recent = ""
         m.consecutive_failures = 0
         m.next_check_at = now
         m.status_changed_at = now
-    elif m.enabled and ("interval_seconds" in changes or "target" in changes):
+    elif m.enabled and {"interval_seconds", "target", "config", "locations"} & changes.keys():
         m.next_check_at = now
+    if m.next_check_at is not None and LOCAL not in m.locations:
+        m.next_check_at = None  # only remote probes run it
+    if check_type(m.type).passive:
+        from opsdesk.monitoring import heartbeat
+
+        if not was_enabled or {"interval_seconds", "config"} & changes.keys():
+            heartbeat.reschedule(m, now)
     m.updated_at = now
     audit.updated(s, "monitor", m.id, before, audit.snapshot(m, FIELDS), actor=actor, at=now)
     return m
@@ -195,11 +295,20 @@ def update_monitor(
 
 def delete_monitor(s: Session, monitor_id: int, *, actor: Actor, now: datetime) -> None:
     m = get_monitor(s, monitor_id)
-    if m.status == MonitorStatus.down.value:
+    if m.alert_firing:
         # Its alert would otherwise fire forever with nothing left to resolve it.
         _emit(s, m, firing=False, now=now, summary=f"{m.name}: monitor deleted")
+    resolve_findings(s, m, now)
     audit.deleted(s, "monitor", m.id, audit.snapshot(m, FIELDS), actor=actor, at=now)
     s.delete(m)
+
+
+def delete_results_before(s: Session, cutoff: datetime, batch: int = 20_000) -> int:
+    """Delete raw results older than ``cutoff``, at most ``batch`` rows (the next round takes the
+    rest), so that a first cleanup of a large table never holds a long lock."""
+    ids = select(CheckResult.id).where(CheckResult.at < cutoff).order_by(CheckResult.id).limit(batch)
+    result = s.execute(delete(CheckResult).where(CheckResult.id.in_(ids.scalar_subquery())))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def recent_results(s: Session, monitor_id: int, limit: int = 50) -> list[CheckResult]:
@@ -219,6 +328,7 @@ def recent_results(s: Session, monitor_id: int, limit: int = 50) -> list[CheckRe
 @dataclass(frozen=True)
 class DueCheck:
     monitor_id: int
+    name: str
     type: str
     target: str
     config: dict[str, Any]
@@ -234,7 +344,7 @@ def claim_due(s: Session, now: datetime, limit: int = 1000) -> list[DueCheck]:
     """
     q = (
         select(Monitor)
-        .where(Monitor.enabled.is_(True), Monitor.next_check_at <= now)
+        .where(Monitor.enabled.is_(True), Monitor.next_check_at <= now, Monitor.type.not_in(passive_types()))
         .order_by(Monitor.next_check_at)
         .limit(limit)
     )
@@ -249,7 +359,7 @@ def claim_due(s: Session, now: datetime, limit: int = 1000) -> list[DueCheck]:
             config.update({k: crypto.decrypt(v) for k, v in m.secrets.items()})
         except crypto.SecretUnreadable as exc:
             error = str(exc)
-        due.append(DueCheck(m.id, m.type, m.target, config, m.timeout_seconds, due_at, error))
+        due.append(DueCheck(m.id, m.name, m.type, m.target, config, m.timeout_seconds, due_at, error))
     return due
 
 
@@ -270,66 +380,320 @@ class Transition:
     new: str
 
 
-def record_results(s: Session, results: list[tuple[int, datetime, CheckOutcome]]) -> list[Transition]:
-    """Store a batch of check results, move monitor states, and emit events for up/down changes."""
+class Result(NamedTuple):
+    monitor_id: int
+    at: datetime
+    outcome: CheckOutcome
+    location: str = LOCAL
+
+
+# Flap detection (as Nagios does it): the share of state changes among the last FLAP_WINDOW
+# conclusive results, newer changes weighing more. Flapping starts at FLAP_START % and, for
+# hysteresis, ends only below FLAP_STOP %.
+FLAP_WINDOW = 21
+FLAP_START = 50.0
+FLAP_STOP = 25.0
+
+
+FLAP_MIN_RESULTS = 7  # fewer results than this never count as flapping
+
+
+def flap_percent(recent: str) -> float:
+    """Weighted percentage of state changes in a window of results ("1" ok, "0" failed).
+
+    Each change weighs from 0.8 (the oldest) to 1.2 (the newest), so a monitor that settles down
+    leaves the flapping state sooner than one that has just started to change.
+    """
+    n = len(recent)
+    if n < 2:
+        return 0.0
+    total = weights = 0.0
+    for i in range(1, n):
+        w = 0.8 + 0.4 * (i - 1) / max(1, n - 2)
+        weights += w
+        if recent[i] != recent[i - 1]:
+            total += w
+    return 100.0 * total / weights
+
+
+def record_results(
+    s: Session,
+    results: list[Result] | list[tuple[int, datetime, CheckOutcome]],
+    loaded: dict[int, Monitor] | None = None,
+) -> list[Transition]:
+    """Store a batch of check results, move monitor states, and emit events for what must page.
+
+    One batch costs one SELECT of the monitors, one multi-row INSERT of the results, one upsert of
+    the daily statistics, and the UPDATEs of the monitors' rows.
+    """
     if not results:
         return []
-    ids = {r[0] for r in results}
-    monitors = {m.id: m for m in s.scalars(select(Monitor).where(Monitor.id.in_(ids)))}
+    batch = [r if isinstance(r, Result) else Result(*r) for r in results]
+    ids = {r.monitor_id for r in batch}
+    if loaded is None or not ids <= loaded.keys():
+        with s.no_autoflush:
+            loaded = {m.id: m for m in s.scalars(select(Monitor).where(Monitor.id.in_(ids)))}
+    monitors = loaded
     rows = []
+    daily: dict[tuple[int, date], list[float]] = {}
     transitions = []
-    for monitor_id, at, outcome in sorted(results, key=lambda r: (r[1], _depth(s, monitors.get(r[0]), r[2]))):
-        m = monitors.get(monitor_id)
+    for r in sorted(batch, key=lambda r: (r.at, _depth(s, monitors.get(r.monitor_id), r.outcome))):
+        m = monitors.get(r.monitor_id)
         if m is None:  # deleted while its check ran
             continue
+        outcome = r.outcome
         rows.append(
             {
-                "monitor_id": monitor_id,
-                "at": at,
+                "monitor_id": r.monitor_id,
+                "at": r.at,
                 "ok": outcome.ok,
                 "latency_ms": outcome.latency_ms,
                 "status_code": outcome.status_code,
                 "message": outcome.message[:1000],
             }
         )
+        if outcome.conclusive:
+            d = daily.setdefault((r.monitor_id, r.at.date()), [0, 0, 0.0, 0])
+            d[0] += 1
+            d[1] += 0 if outcome.ok else 1
+            if outcome.latency_ms is not None:
+                d[2] += outcome.latency_ms
+                d[3] += 1
         if not m.enabled:
             continue
-        t = _apply(s, m, at, outcome)
+        t = _apply(s, m, r)
         if t is not None:
             transitions.append(t)
+        if outcome.findings is not None:
+            _apply_findings(s, m, outcome.findings, r.at, set(outcome.unevaluated))
     if rows:
-        s.execute(insert(CheckResult), rows)
+        s.execute(insert(RESULTS), rows)  # core: no ORM bulk machinery per row
+    if daily:
+        _upsert_daily(s, daily)
     return transitions
 
 
-def _apply(s: Session, m: Monitor, at: datetime, outcome: CheckOutcome) -> Transition | None:
+RESULTS = cast(Table, CheckResult.__table__)
+DAILY = cast(Table, DailyStats.__table__)
+
+
+def _upsert_daily(s: Session, daily: dict[tuple[int, date], list[float]]) -> None:
+    dialect = s.get_bind().dialect.name
+    table = DAILY
+    ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    stmt = ins.on_conflict_do_update(
+        index_elements=[table.c.monitor_id, table.c.day],
+        set_={
+            "checks": table.c.checks + ins.excluded.checks,
+            "failures": table.c.failures + ins.excluded.failures,
+            "latency_sum_ms": table.c.latency_sum_ms + ins.excluded.latency_sum_ms,
+            "latency_count": table.c.latency_count + ins.excluded.latency_count,
+        },
+    )
+    s.execute(
+        stmt,
+        [
+            {
+                "monitor_id": mid,
+                "day": day,
+                "checks": int(v[0]),
+                "failures": int(v[1]),
+                "latency_sum_ms": v[2],
+                "latency_count": int(v[3]),
+            }
+            for (mid, day), v in sorted(daily.items())
+        ],
+    )
+
+
+def check_type(name: str) -> CheckType:
+    check = get_check_type(name)
+    if check is None:
+        raise invalid("type", f"unknown monitor type {name!r}")
+    return check
+
+
+def _threshold(m: Monitor) -> int:
+    """Failures in a row before down; a heartbeat's failure (a missed deadline, a failed run) is
+    already a hard fact."""
+    check = get_check_type(m.type)
+    return 1 if check is not None and check.passive else m.failures_before_down
+
+
+def _location_verdict(s: Session, m: Monitor, r: Result) -> tuple[bool | None, str]:
+    """For a monitor checked from several locations: record this location's result and decide.
+
+    Returns (failing, message): failing is None while no location can judge, True when at least
+    ``quorum`` locations have each failed ``failures_before_down`` times in a row.
+    """
+    states = {
+        ls.location: ls for ls in s.scalars(select(LocationState).where(LocationState.monitor_id == m.id))
+    }
+    ls = states.get(r.location)
+    if ls is None:
+        ls = LocationState(monitor_id=m.id, location=r.location, consecutive_failures=0, last_message="")
+        s.add(ls)
+        states[r.location] = ls
+    ls.last_check_at = r.at
+    ls.last_message = r.outcome.message[:1000]
+    if not r.outcome.conclusive:
+        ls.ok = None
+    elif r.outcome.ok:
+        ls.ok = True
+        ls.consecutive_failures = 0
+    else:
+        ls.ok = False
+        ls.consecutive_failures += 1
+    judged = [x for loc, x in states.items() if loc in m.locations and x.ok is not None]
+    if not judged:
+        return None, r.outcome.message
+    down = sorted(x.location for x in judged if x.consecutive_failures >= _threshold(m))
+    failing = sorted(x.location for x in judged if x.ok is False)
+    m.consecutive_failures = max((x.consecutive_failures for x in judged), default=0)
+    quorum = min(m.quorum, len(m.locations))
+    if len(down) >= quorum:
+        return True, f"down from {len(down)} of {len(m.locations)} locations ({', '.join(down)}): " + (
+            r.outcome.message
+        )
+    if failing:
+        return False, f"failing from {', '.join(failing)} only (quorum {quorum}): {r.outcome.message}"
+    return False, r.outcome.message
+
+
+def _apply(s: Session, m: Monitor, r: Result) -> Transition | None:
+    outcome, at = r.outcome, r.at
+    if r.location not in m.locations:
+        return None  # a probe that still runs a monitor moved away from its location
     m.last_check_at = at
     m.last_latency_ms = outcome.latency_ms
     m.last_message = outcome.message[:1000]
     old = m.status
-    if outcome.ok:
+    multi = len(m.locations) > 1 or m.locations != [LOCAL]
+    if multi:
+        verdict, message = _location_verdict(s, m, r)
+        m.last_message = message[:1000]
+        if verdict is None:
+            new = MonitorStatus.unknown.value
+        elif verdict:
+            new = MonitorStatus.down.value
+        else:
+            partial = message.startswith("failing from")
+            new = MonitorStatus.degraded.value if outcome.degraded or partial else MonitorStatus.up.value
+        failed_now = verdict
+    elif not outcome.conclusive:
+        new = MonitorStatus.unknown.value
+        failed_now = None
+    elif outcome.ok:
         m.consecutive_failures = 0
         new = MonitorStatus.degraded.value if outcome.degraded else MonitorStatus.up.value
+        failed_now = False
     else:
         m.consecutive_failures += 1
-        new = old
-        if m.consecutive_failures >= m.failures_before_down:
-            # One outage, one page: a monitor whose upstream CI is down is unreachable, not down.
-            # Once paged it stays down; once the upstream recovers, the next failure pages.
-            blocker = None if old == MonitorStatus.down.value else _down_upstream(s, m)
-            new = MonitorStatus.unreachable.value if blocker else MonitorStatus.down.value
-            if blocker:
-                m.last_message = f"{outcome.message[:800]} (unreachable: {blocker} is down)"
-    if new == old:
-        return None
-    m.status = new
-    m.status_changed_at = at
+        failed_now = True
+        # Retries before a hard down: until then the monitor keeps its state.
+        new = MonitorStatus.down.value if m.consecutive_failures >= _threshold(m) else old
     if new == MonitorStatus.down.value:
-        _emit(s, m, firing=True, now=at, summary=f"{m.name} is down: {outcome.message}")
-    elif old == MonitorStatus.down.value:
-        _emit(s, m, firing=False, now=at, summary=f"{m.name} is up again: {outcome.message}")
-    # unknown -> up (a start or a restart) changes nothing anyone needs to hear about.
-    return Transition(m.id, m.name, old, new)
+        # One outage, one page: a monitor whose upstream CI is down is unreachable, not down.
+        # Once paged it stays down; once the upstream recovers, the next failure pages.
+        blocker = None if m.alert_firing or old == MonitorStatus.down.value else _down_upstream(s, m)
+        if blocker:
+            new = MonitorStatus.unreachable.value
+            m.last_message = f"{m.last_message[:800]} (unreachable: {blocker} is down)"
+    if failed_now is not None:
+        m.recent = (m.recent + ("0" if failed_now else "1"))[-FLAP_WINDOW:]
+        pct = flap_percent(m.recent)
+        if not m.flapping and len(m.recent) >= FLAP_MIN_RESULTS and pct >= FLAP_START:
+            m.flapping = True
+        elif m.flapping and pct < FLAP_STOP:
+            m.flapping = False
+    transition = None
+    if new != old:
+        m.status = new
+        m.status_changed_at = at
+        s.add(
+            StateChange(monitor_id=m.id, at=at, old=old, new=new, flapping=m.flapping, message=m.last_message)
+        )
+        transition = Transition(m.id, m.name, old, new)
+    _sync_alert(s, m, at)
+    return transition
+
+
+def _wants_alert(m: Monitor) -> bool:
+    """Whether the monitor's alert should be firing: down or flapping pages; unknown and
+    unreachable keep whatever was already said (they neither page nor resolve)."""
+    if not m.enabled or m.status == MonitorStatus.paused.value:
+        return False
+    if m.flapping:
+        return True
+    if m.status == MonitorStatus.down.value:
+        return True
+    if m.status in (MonitorStatus.up.value, MonitorStatus.degraded.value):
+        return False
+    return m.alert_firing
+
+
+def _sync_alert(s: Session, m: Monitor, at: datetime) -> None:
+    want = _wants_alert(m)
+    if want == m.alert_firing:
+        return
+    m.alert_firing = want
+    if want and m.flapping:
+        pct = flap_percent(m.recent)
+        summary = f"{m.name} is flapping: {pct:.0f}% state changes in its last {len(m.recent)} checks"
+    elif want:
+        summary = f"{m.name} is down: {m.last_message}"
+    elif m.status == MonitorStatus.paused.value:
+        summary = f"{m.name}: monitor paused"
+    else:
+        summary = f"{m.name} is up again: {m.last_message}"
+    _emit(s, m, firing=want, now=at, summary=summary)
+
+
+def _apply_findings(
+    s: Session, m: Monitor, findings: list[Finding], at: datetime, unevaluated: set[str] | None = None
+) -> None:
+    """Raise an alert for each rule that starts holding and resolve those that stopped; the
+    findings of rules that could not be evaluated stay as they were."""
+    firing: dict[str, str] = dict((m.check_state or {}).get("firing", {}))
+    now_keys = {f.key: f for f in findings}
+    for key in firing:
+        if unevaluated and key.split("{", 1)[0] in unevaluated:
+            now_keys.setdefault(key, Finding(key, "", firing[key]))
+    events = []
+    for key, f in now_keys.items():
+        if key not in firing:
+            events.append(_finding_event(m, key, "firing", f.severity, f.summary, f.labels))
+            firing[key] = f.severity
+    for key in [k for k in firing if k not in now_keys]:
+        summary = f"{m.name}: {key} no longer holds"
+        events.append(_finding_event(m, key, "resolved", firing.pop(key), summary, {}))
+    if events:
+        from opsdesk.alerts import service as alerts
+
+        alerts.store_events(s, events, now=at)
+        m.check_state = {**(m.check_state or {}), "firing": firing}
+
+
+def _finding_event(
+    m: Monitor, key: str, status: str, severity: str, summary: str, labels: dict[str, str]
+) -> Any:
+    from opsdesk.alerts import service as alerts
+
+    return alerts.NormalizedEvent(
+        source="monitor",
+        fingerprint=f"monitor:{m.id}:rule:{key}",
+        status=status,
+        severity=severity,
+        summary=summary,
+        service_id=m.service_id,
+        labels={**labels, "monitor": m.name, "monitor_id": str(m.id), "rule": key},
+    )
+
+
+def resolve_findings(s: Session, m: Monitor, at: datetime) -> None:
+    """Resolve every rule alert of a monitor (it was paused or deleted)."""
+    if (m.check_state or {}).get("firing"):
+        _apply_findings(s, m, [], at)
 
 
 def _depth(s: Session, m: Monitor | None, outcome: CheckOutcome) -> int:
@@ -394,48 +758,93 @@ def is_stale(m: Monitor, now: datetime) -> bool:
     return m.enabled and now - since > stale_after(m)
 
 
+def passive_types() -> list[str]:
+    from opsdesk.monitoring.checks import REGISTRY
+
+    return sorted(name for name, c in REGISTRY.items() if c.passive)
+
+
 def find_stale(s: Session, now: datetime) -> list[Monitor]:
-    """Enabled monitors with no result for longer than ``stale_after``."""
-    candidates = s.scalars(select(Monitor).where(Monitor.enabled.is_(True)).order_by(Monitor.id))
-    return [m for m in candidates if is_stale(m, now)]
+    """Enabled active monitors with no result from their local prober for longer than
+    ``stale_after``. Passive monitors (heartbeats) are not probed: their deadline is their watchdog."""
+    return [m for m, loc in find_stale_by_location(s, now) if loc == LOCAL]
 
 
-def watch(s: Session, now: datetime, *, probe: str = "local") -> list[str]:
-    """Raise one alert naming every stale monitor, and resolve it when none is left.
+def find_stale_by_location(s: Session, now: datetime) -> list[tuple[Monitor, str]]:
+    """(monitor, location) pairs whose last result from that location is too old."""
+    candidates = list(
+        s.scalars(
+            select(Monitor)
+            .where(Monitor.enabled.is_(True), Monitor.type.not_in(passive_types()))
+            .order_by(Monitor.id)
+        )
+    )
+    multi = [m.id for m in candidates if m.locations != [LOCAL]]
+    seen: dict[tuple[int, str], datetime | None] = {}
+    if multi:
+        for ls in s.scalars(select(LocationState).where(LocationState.monitor_id.in_(multi))):
+            seen[(ls.monitor_id, ls.location)] = ls.last_check_at
+    out = []
+    for m in candidates:
+        if m.locations == [LOCAL]:
+            if is_stale(m, now):
+                out.append((m, LOCAL))
+            continue
+        for loc in m.locations:
+            since = seen.get((m.id, loc)) or m.status_changed_at or m.updated_at
+            if now - since > stale_after(m):
+                out.append((m, loc))
+    return out
 
-    A prober that dies or falls behind stops producing results; without this, its monitors would
-    simply keep their last state and nobody would know.
+
+def watch(s: Session, now: datetime) -> list[str]:
+    """Per location, raise one alert naming every monitor that location stopped reporting, and
+    resolve it when none is left. Returns the stale monitors' names.
+
+    A prober that dies, falls behind or loses its way to the server stops producing results;
+    without this, its monitors would simply keep their last state and nobody would know.
     """
     from opsdesk.alerts import service as alerts
 
-    stale = [m.name for m in find_stale(s, now)]
-    firing = any(
-        a.fingerprint == WATCHDOG_FINGERPRINT for a in alerts.list_alerts(s, status="firing", limit=500)
-    )
-    if stale:
-        shown = ", ".join(stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
-        summary = f"{len(stale)} monitor(s) have not reported in time (probe {probe}): {shown}"
-    if stale and not firing:
-        event = alerts.NormalizedEvent(
-            source="watchdog",
-            status="firing",
-            severity="critical",
-            summary=summary,
-            fingerprint=WATCHDOG_FINGERPRINT,
-            labels={"probe": probe},
+    by_location: dict[str, list[str]] = {}
+    for m, loc in find_stale_by_location(s, now):
+        by_location.setdefault(loc, []).append(m.name)
+    firing = {
+        a.fingerprint
+        for a in alerts.list_alerts(s, status="firing", limit=1000)
+        if a.fingerprint.startswith(WATCHDOG_FINGERPRINT)
+    }
+    locations = set(by_location) | {_watchdog_location(f) for f in firing}
+    events = []
+    for loc in sorted(locations):
+        fingerprint = WATCHDOG_FINGERPRINT if loc == LOCAL else f"{WATCHDOG_FINGERPRINT}:{loc}"
+        stale = by_location.get(loc, [])
+        where = "the local prober" if loc == LOCAL else f"probe {loc}"
+        if stale and fingerprint not in firing:
+            shown = ", ".join(stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+            summary = f"{len(stale)} monitor(s) have not reported in time from {where}: {shown}"
+            status = "firing"
+        elif not stale and fingerprint in firing:
+            summary, status = f"every monitor reports again from {where}", "resolved"
+        else:
+            continue
+        events.append(
+            alerts.NormalizedEvent(
+                source="watchdog",
+                status=status,
+                severity="critical",
+                summary=summary,
+                fingerprint=fingerprint,
+                labels={"probe": loc},
+            )
         )
-        alerts.store_events(s, [event], now=now)
-    elif not stale and firing:
-        event = alerts.NormalizedEvent(
-            source="watchdog",
-            status="resolved",
-            severity="critical",
-            summary=f"every monitor reports again (probe {probe})",
-            fingerprint=WATCHDOG_FINGERPRINT,
-            labels={"probe": probe},
-        )
-        alerts.store_events(s, [event], now=now)
-    return stale
+    if events:
+        alerts.store_events(s, events, now=now)
+    return sorted({name for names in by_location.values() for name in names})
+
+
+def _watchdog_location(fingerprint: str) -> str:
+    return fingerprint.removeprefix(WATCHDOG_FINGERPRINT).removeprefix(":") or LOCAL
 
 
 def set_enabled(

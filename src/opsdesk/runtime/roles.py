@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
 from opsdesk.core.settings import Settings
+from opsdesk.metrics.store import make_store
 from opsdesk.monitoring.scheduler import Scheduler
+from opsdesk.monitoring.selfcheck import NetworkCheck
 from opsdesk.notify.delivery import Notifier
 from opsdesk.runtime.pipeline import Pipeline
 
@@ -33,7 +36,14 @@ class Runtime:
         self.roles = roles
         self.stop_event = asyncio.Event()
         self.pipeline = Pipeline(db, clock)
-        self.scheduler = Scheduler(db, clock)
+        self.store = make_store(settings, db, clock=clock)
+        self.scheduler = Scheduler(
+            db,
+            clock,
+            concurrency=settings.probe_concurrency,
+            store=self.store,
+            network=NetworkCheck(settings.canaries),
+        )
         self.notifier = Notifier(db, clock, settings)
         self.notify_wake = asyncio.Event()
         self.scheduler.on_events = self.pipeline.wake.set
@@ -62,6 +72,8 @@ class Runtime:
         if "pipeline" in self.roles:
             # The watchdog lives with the pipeline, not the prober: it must run when probes stop.
             self._tasks.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
+            # So does housekeeping: one process does it, whatever the number of probers.
+            self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
         log.info("roles started", extra={"roles": sorted(self.roles)})
 
     async def _notify_loop(self) -> None:
@@ -94,6 +106,28 @@ class Runtime:
             except Exception:
                 log.exception("watchdog step failed; retrying")
 
+    async def _maintenance_loop(self, every: float = 60.0) -> None:
+        """Metrics rollups and retention, and old raw check results deleted in bounded batches."""
+        from opsdesk.monitoring import service as monitoring
+
+        def step() -> dict[str, int]:
+            now = self.clock.now()
+            done = dict(self.store.maintain(now))
+            cutoff = now - timedelta(days=self.settings.results_retention_days)
+            with self.db.session() as s:
+                done["deleted_results"] = monitoring.delete_results_before(s, cutoff)
+            return done
+
+        while not self.stop_event.is_set():
+            try:
+                done = await asyncio.to_thread(step)
+                if any(done.values()):
+                    log.info("maintenance", extra=done)
+            except Exception:
+                log.exception("maintenance step failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), every)
+
     async def stop(self) -> None:
         self.stop_event.set()
         self.pipeline.wake.set()
@@ -105,3 +139,4 @@ class Runtime:
             if not t.done():
                 t.cancel()
         self._tasks.clear()
+        self.store.close()

@@ -102,18 +102,24 @@ class BatchWriter(Generic[T, R]):
             loop.call_soon_threadsafe(_set_exception, fut, exc)
             return
         metrics.WRITER_BATCH.observe(len(items))
+        # One wake-up of each event loop per batch, not one per request: at thousands of requests
+        # a second, waking the loop once per future costs more than the write itself.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         pos = 0
         for job_items, loop, fut in jobs:
             part = results[pos : pos + len(job_items)]
             pos += len(job_items)
-            loop.call_soon_threadsafe(_set_result, fut, part)
+            by_loop.setdefault(loop, []).append((fut, part))
+        for loop, done in by_loop.items():
+            loop.call_soon_threadsafe(_set_results, done)
         if self.on_commit is not None:
             self.on_commit()
 
 
-def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
+def _set_results(done: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, value in done:
+        if not fut.done():
+            fut.set_result(value)
 
 
 def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
@@ -22,7 +23,11 @@ from opsdesk.core.clock import Clock, SystemClock
 from opsdesk.core.db import Database
 from opsdesk.core.settings import Settings
 from opsdesk.incidents.api import router as incidents_router
+from opsdesk.metrics.api import router as metrics_router
+from opsdesk.monitoring import ping
 from opsdesk.monitoring.api import router as monitoring_router
+from opsdesk.monitoring.heartbeat import Ping, record_pings
+from opsdesk.monitoring.probe_api import router as probe_router
 from opsdesk.runtime.health import state_registry
 from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
 from opsdesk.runtime.writer import BatchWriter
@@ -62,6 +67,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(settings, db, clock, background)
         app.state.runtime = runtime
+        app.state.metrics_store = runtime.store
         writer: BatchWriter[object, int] = BatchWriter(
             db,
             lambda s, items: store_events(s, items, now=clock.now()),  # type: ignore[arg-type]
@@ -69,12 +75,16 @@ def create_app(
         )
         app.state.event_writer = writer
         writer.start()
+        ping_writer: BatchWriter[Ping, bool] = BatchWriter(db, record_pings, on_commit=runtime.wake_pipeline)
+        app.state.ping_writer = ping_writer
+        ping_writer.start()
         await runtime.start()
         try:
             yield
         finally:
             await runtime.stop()
             writer.stop()
+            ping_writer.stop()
 
     app = FastAPI(
         title="opsdesk",
@@ -90,18 +100,24 @@ def create_app(
     app.state.templates = templates()
 
     errors.install(app)
+    # Pages with 90-day uptime bars are large and very repetitive: compressed about tenfold.
+    app.add_middleware(GZipMiddleware, minimum_size=2000)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: heartbeat pings are answered before routing (the hottest route of all).
+    app.add_middleware(ping.PingEndpoint, max_body_bytes=settings.max_body_bytes)
 
     for router in (
         auth_router,
         cmdb_router,
         monitoring_router,
+        probe_router,
         alerts_router,
         incidents_router,
         audit_router,
         ascode_router,
+        metrics_router,
     ):
         app.include_router(router, prefix="/api/v1")
 

@@ -29,6 +29,9 @@ class CheckOutcome:
     # Threshold rules that hold right now, for checks that evaluate rules (a Prometheus scrape).
     # ``None`` means the check evaluated no rules this time (it failed), so nothing resolves.
     findings: list[Finding] | None = None
+    # Rules that could not be evaluated this time: their open findings neither fire nor resolve.
+    # A finding's key starts with its rule's name, followed by "{".
+    unevaluated: list[str] = field(default_factory=list)
     # False when the probe could not judge (its own network is down): the state becomes unknown.
     conclusive: bool = True
 

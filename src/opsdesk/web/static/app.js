@@ -47,3 +47,35 @@
     pending = setTimeout(() => charts.forEach((chart, el) => chart.setSize({ width: el.clientWidth, height: chart.height })), 150);
   });
 })();
+
+// Copy buttons: <button data-copy="#id"> copies the value (input) or the text of the element.
+(function () {
+  "use strict";
+  function copied(btn) {
+    const label = btn.textContent;
+    btn.textContent = "Copied";
+    setTimeout(() => { btn.textContent = label; }, 1500);
+  }
+  function fallback(el, text, btn) {
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    try { if (document.execCommand("copy")) copied(btn); } finally { area.remove(); }
+  }
+  document.addEventListener("click", (e) => {
+    const btn = e.target.closest("[data-copy]");
+    if (!btn) return;
+    const el = document.querySelector(btn.dataset.copy);
+    if (!el) return;
+    const text = el.tagName === "INPUT" || el.tagName === "TEXTAREA" ? el.value : el.textContent.trim();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(() => copied(btn), () => fallback(el, text, btn));
+    } else {
+      fallback(el, text, btn);
+    }
+  });
+})();
