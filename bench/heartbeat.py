@@ -125,12 +125,14 @@ async def run(pings: int, monitors: int, concurrency: int) -> int:
         with db.session() as s:
             recorded = (s.scalar(select(func.count()).select_from(CheckResult)) or 0) - before
         print(
-            f"opsdesk heartbeat benchmark: {pings} pings over {monitors} monitors, {concurrency} connections, "
+            f"opsdesk heartbeat benchmark: {pings} pings over {monitors} monitors, "
+            f"{concurrency} connections, "
             f"database {db.engine.dialect.name}, python {sys.version.split()[0]}"
         )
         print(f"  acknowledged     {pings / took:9.0f} pings/s   ({took:.1f} s)")
         print(
-            f"  server CPU       {cpu / pings * 1e6:9.0f} µs per ping   ({pings / cpu:.0f} pings per CPU-second)"
+            f"  server CPU       {cpu / pings * 1e6:9.0f} µs per ping   "
+            f"({pings / cpu:.0f} pings per CPU-second)"
         )
         print(f"  latency          p50 {pct(latencies, 0.5):.1f} ms, p99 {pct(latencies, 0.99):.1f} ms")
         print(f"  recorded         {recorded} of {pings} acknowledged pings are in the database")

@@ -235,3 +235,95 @@ def test_bad_config_is_refused_with_the_reason(values, field):
 
     with pytest.raises(ValidationError, match=re.escape(field)):
         HttpConfig.model_validate(values)
+
+
+# --- the protocol client underneath (decision 0008) ---------------------------------------------
+
+
+@pytest.fixture
+async def tls_url():
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="secure hello")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_ctx).start()
+    yield f"https://127.0.0.1:{port}/"
+    await runner.cleanup()
+
+
+async def test_an_untrusted_certificate_is_down_unless_verification_is_off(ctx, tls_url):
+    out = await CHECK.run(tls_url, cfg(keyword="secure"), 2, ctx)
+    assert not out.ok and out.message.startswith("TLS certificate not valid: ")
+    assert "issuer" in out.message or "self" in out.message
+    out = await CHECK.run(tls_url, cfg(keyword="secure", verify_tls=False), 2, ctx)
+    assert out.ok and out.status_code == 200
+
+
+async def test_each_check_asks_the_server_to_close(ctx):
+    seen = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        assert (
+            await CHECK.run(f"http://127.0.0.1:{port}/", cfg(headers={"Connection": "keep-alive"}), 2, ctx)
+        ).ok
+    finally:
+        await runner.cleanup()
+    assert seen[0]["Connection"] == "close" and seen[0]["User-Agent"] == "opsdesk-monitor"
+
+
+async def test_a_compressed_answer_is_decoded_before_the_keyword_search(ctx):
+    import gzip
+
+    async def handle(request: web.Request) -> web.Response:
+        body = gzip.compress(b"<p>all systems operational</p>")
+        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        config = cfg(headers={"Accept-Encoding": "gzip"}, keyword="operational")
+        assert (await CHECK.run(f"http://127.0.0.1:{port}/", config, 2, ctx)).ok
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_garbled_answer_is_down_with_the_reason(ctx):
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        out = await CHECK.run(f"http://127.0.0.1:{port}/", cfg(), 2, ctx)
+    finally:
+        server.close()
+    assert not out.ok and out.message.startswith("malformed response")

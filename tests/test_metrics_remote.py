@@ -32,7 +32,7 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus with no scrape jobs, accepting remote write; its base URL."""
     if not Path(PROMETHEUS).exists():
-        pytest.skip("Debian's prometheus package is not installed (apt-get install prometheus)")
+        pytest.fail("Debian's prometheus is missing: apt-get install prometheus (see .ci/run)")
     tmp = tmp_path_factory.mktemp("prometheus")
     config = tmp / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")

@@ -247,3 +247,46 @@ async def test_a_refused_canary_counts_as_reachable():
         port = s.getsockname()[1]  # bound, not listening: connections are refused
         assert (await NetworkCheck([f"127.0.0.1:{port}"]).ok()).ok
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_steady_fast_path_agrees_with_the_state_machine(db, clock, seed):
+    """Results that change nothing are applied by a column-level UPDATE; everything else by the
+    state machine. Fed the same random results, two monitors end in the same state either way."""
+    import random
+
+    from sqlalchemy import select
+
+    from opsdesk.monitoring.models import Monitor
+
+    rng = random.Random(seed)
+    fast = _mk(db, clock, name="fast", failures_before_down=2)
+    slow = _mk(db, clock, name="slow", failures_before_down=2)
+    for _ in range(120):
+        clock.advance(30)
+        ok = rng.random() < (0.9 if rng.random() < 0.7 else 0.4)
+        o = dict(ok=ok, degraded=ok and rng.random() < 0.1, latency_ms=rng.uniform(1, 50))
+        with db.session() as s:
+            monitoring.record_results(
+                s, [monitoring.Result(fast, clock.now(), CheckOutcome(message="m", **o))]
+            )
+        with db.session() as s:
+            loaded = {m.id: m for m in s.scalars(select(Monitor).where(Monitor.id == slow))}
+            monitoring.record_results(
+                s, [monitoring.Result(slow, clock.now(), CheckOutcome(message="m", **o))], loaded
+            )
+    cols = [
+        "status",
+        "recent",
+        "flapping",
+        "consecutive_failures",
+        "alert_firing",
+        "last_check_at",
+        "last_latency_ms",
+    ]
+    a, b = _get(db, fast), _get(db, slow)
+    assert [getattr(a, c) for c in cols] == [getattr(b, c) for c in cols]
+    events = _events(db)
+    assert [st for f, st, _ in events if f == f"monitor:{fast}"] == [
+        st for f, st, _ in events if f == f"monitor:{slow}"
+    ]

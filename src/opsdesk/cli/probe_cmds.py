@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvloop
 
 from opsdesk.cli.common import actor_as, console, err, handle_errors, now, session, table
 
@@ -63,7 +64,10 @@ def probe(
         await agent.run(stop)
 
     try:
-        asyncio.run(main())
+        from opsdesk.cli.main import freeze_heap
+
+        freeze_heap()
+        uvloop.run(main())
     except PermissionError as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None

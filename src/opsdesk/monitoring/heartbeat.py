@@ -11,8 +11,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from opsdesk.monitoring import service
@@ -44,47 +45,93 @@ def _config(m: Monitor) -> HeartbeatConfig:
     return HeartbeatConfig.model_validate(m.config)
 
 
+@dataclass
+class _Beat:
+    """The columns of a heartbeat monitor that pings read and move (no ORM object: hot path)."""
+
+    id: int
+    enabled: bool
+    config: HeartbeatConfig
+    interval: int
+    run_started_at: datetime | None
+    next_check_at: datetime | None
+    last_ping_at: datetime | None = None
+
+
+MONITORS = cast(Table, Monitor.__table__)
+_PINGED = (
+    MONITORS.update()
+    .where(MONITORS.c.id == bindparam("b_id"))
+    .values(
+        last_ping_at=bindparam("b_ping"),
+        run_started_at=bindparam("b_started"),
+        next_check_at=bindparam("b_next"),
+    )
+)
+
+
 def record_pings(s: Session, pings: list[Ping]) -> list[bool]:
     """Apply pings in order; returns, per ping, whether its key named a heartbeat monitor."""
     keys = {p.key for p in pings}
-    monitors = {
-        m.ping_key: m
-        for m in s.scalars(select(Monitor).where(Monitor.ping_key.in_(keys), Monitor.type == "heartbeat"))
-    }
+    beats: dict[str, _Beat] = {}
+    for mid, key, enabled, config, interval, started, next_at in s.execute(
+        select(
+            Monitor.id,
+            Monitor.ping_key,
+            Monitor.enabled,
+            Monitor.config,
+            Monitor.interval_seconds,
+            Monitor.run_started_at,
+            Monitor.next_check_at,
+        ).where(Monitor.ping_key.in_(keys), Monitor.type == "heartbeat")
+    ):
+        beats[key] = _Beat(mid, enabled, HeartbeatConfig.model_validate(config), interval, started, next_at)
     found = []
     results: list[service.Result] = []
     for p in pings:
-        m = monitors.get(p.key)
-        found.append(m is not None)
-        if m is None:
+        b = beats.get(p.key)
+        found.append(b is not None)
+        if b is None:
             continue
-        m.last_ping_at = p.at
-        if not m.enabled:
+        b.last_ping_at = p.at
+        if not b.enabled:
             continue  # a paused heartbeat still shows its last ping, and changes no state
-        cfg = _config(m)
         note = f": {p.body.strip()[:300]}" if p.body.strip() else ""
         if p.kind == "start":
-            m.run_started_at = p.at
+            b.run_started_at = p.at
             # The run must finish within the grace time; the earlier deadline wins.
-            deadline = p.at + _grace(cfg)
-            if m.next_check_at is None or deadline < m.next_check_at:
-                m.next_check_at = deadline
+            deadline = p.at + _grace(b.config)
+            if b.next_check_at is None or deadline < b.next_check_at:
+                b.next_check_at = deadline
             continue
         duration_ms = None
-        if m.run_started_at is not None and m.run_started_at <= p.at:
-            duration_ms = (p.at - m.run_started_at).total_seconds() * 1000
-        m.run_started_at = None
+        if b.run_started_at is not None and b.run_started_at <= p.at:
+            duration_ms = (p.at - b.run_started_at).total_seconds() * 1000
+        b.run_started_at = None
         took = f" after {_human(duration_ms)}" if duration_ms is not None else ""
         if p.kind == "success":
             outcome = CheckOutcome(True, f"success ping{took}{note}", latency_ms=duration_ms)
-            m.next_check_at = next_deadline(cfg, m.interval_seconds, p.at)
         else:
             status = f" (exit status {p.exit_status})" if p.exit_status is not None else ""
             outcome = CheckOutcome(False, f"job reported failure{status}{took}{note}", latency_ms=duration_ms)
-            m.next_check_at = next_deadline(cfg, m.interval_seconds, p.at)
-        results.append(service.Result(m.id, p.at, outcome))
+        b.next_check_at = next_deadline(b.config, b.interval, p.at)
+        results.append(service.Result(b.id, p.at, outcome))
+    touched = [b for b in beats.values() if b.last_ping_at is not None]
+    if touched:
+        s.execute(
+            _PINGED,
+            [
+                {
+                    "b_id": b.id,
+                    "b_ping": b.last_ping_at,
+                    "b_started": b.run_started_at,
+                    "b_next": b.next_check_at,
+                }
+                for b in touched
+            ],
+        )
     if results:
-        service.record_results(s, results, {m.id: m for m in monitors.values()})
+        service.record_results(s, results)
     return found
 
 

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from opsdesk.metrics.store import MetricsStore
 
 log = logging.getLogger("opsdesk.probes")
+MAX_BUFFERED = 200_000  # results kept in memory while the database cannot take them
 
 
 class Scheduler:
@@ -39,7 +40,8 @@ class Scheduler:
         clock: Clock,
         *,
         concurrency: int = 256,
-        flush_interval: float = 0.25,
+        flush_interval: float = 0.5,
+        claim_interval: float = 0.1,
         store: MetricsStore | None = None,
         network: NetworkCheck | None = None,
     ):
@@ -47,9 +49,13 @@ class Scheduler:
         self.clock = clock
         self.sem = asyncio.Semaphore(concurrency)
         self.flush_interval = flush_interval
+        self.claim_interval = claim_interval
         self.store = store
         self.network = network or NetworkCheck()
         self._buffer: list[tuple[DueCheck, datetime, CheckOutcome]] = []
+        self._definitions: service.DefinitionCache = {}
+        # Validated configs, reused while the monitor's definition (the same dict) is unchanged.
+        self._configs: dict[int, tuple[dict[str, Any], Any]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         # Set by the runtime: called after results produced events, to wake the pipeline.
@@ -72,7 +78,7 @@ class Scheduler:
 
     def _claim(self) -> list[DueCheck]:
         with self.db.session() as s:
-            return service.claim_due(s, self.clock.now())
+            return service.claim_due(s, self.clock.now(), cache=self._definitions)
 
     def _overdue_heartbeats(self) -> list[service.Transition]:
         with self.db.session() as s:
@@ -91,11 +97,16 @@ class Scheduler:
             else:
                 ctx = await self._ctx()
                 try:
-                    cfg = check.config_model.model_validate(due.config)
-                    # The check has its own timeout; this one guards against a check that ignores it.
-                    outcome = await asyncio.wait_for(
-                        check.run(due.target, cfg, due.timeout_seconds, ctx), due.timeout_seconds + 1
-                    )
+                    hit = self._configs.get(due.monitor_id)
+                    if hit is not None and hit[0] is due.config:
+                        cfg = hit[1]
+                    else:
+                        cfg = check.config_model.model_validate(due.config)
+                        self._configs[due.monitor_id] = (due.config, cfg)
+                    # The check has its own timeout; this one guards against a check that ignores
+                    # it (asyncio.timeout: no extra task per check, unlike wait_for on 3.11).
+                    async with asyncio.timeout(due.timeout_seconds + 1):
+                        outcome = await check.run(due.target, cfg, due.timeout_seconds, ctx)
                 except TimeoutError:
                     outcome = CheckOutcome(False, f"timed out after {due.timeout_seconds:g}s")
                 except Exception as exc:
@@ -123,7 +134,13 @@ class Scheduler:
                 log.warning(
                     "probe network down; failures recorded as unknown", extra={"reason": verdict.reason}
                 )
-        transitions = await asyncio.to_thread(self._write, batch)
+        try:
+            transitions = await asyncio.to_thread(self._write, batch)
+        except Exception:
+            # Keep the results for the next flush (the database may be briefly locked or away);
+            # beyond a bound, the oldest go, and the watchdog reports the gap.
+            self._buffer = (batch + self._buffer)[-MAX_BUFFERED:]
+            raise
         for t in transitions:
             log.info("monitor state changed", extra={"monitor": t.name, "from": t.old, "to": t.new})
         if transitions and self.on_events is not None:
@@ -152,25 +169,39 @@ class Scheduler:
         return overdue + await self.flush()
 
     async def run(self, stop: asyncio.Event) -> None:
-        last_flush = last_heartbeats = time.monotonic()
+        """Claim and start due checks as they fall due, and, independently, write what finished
+        every ``flush_interval``: a slow write never delays the start of the next checks."""
+        writer = asyncio.create_task(self._flush_loop(stop), name="prober-writer")
+        last_heartbeats = time.monotonic()
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    for due in await asyncio.to_thread(self._claim):
+                        task = asyncio.create_task(self._check(due))
+                        self._inflight.add(task)
+                        task.add_done_callback(self._inflight.discard)
+                    if time.monotonic() - last_heartbeats >= 1.0:
+                        last_heartbeats = time.monotonic()
+                        if await asyncio.to_thread(self._overdue_heartbeats) and self.on_events is not None:
+                            self.on_events()
+                except Exception:
+                    log.exception("prober loop error; continuing")
+                pause = max(0.0, self.claim_interval - (time.monotonic() - started))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+        finally:
+            await writer
+            await self.close()
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                for due in await asyncio.to_thread(self._claim):
-                    task = asyncio.create_task(self._check(due))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
-                if time.monotonic() - last_flush >= self.flush_interval:
-                    await self.flush()
-                    last_flush = time.monotonic()
-                if time.monotonic() - last_heartbeats >= 1.0:
-                    last_heartbeats = time.monotonic()
-                    if await asyncio.to_thread(self._overdue_heartbeats) and self.on_events is not None:
-                        self.on_events()
+                await self.flush()
             except Exception:
-                log.exception("prober loop error; continuing")
+                log.exception("writing results failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.flush_interval)
-        await self.close()
 
 
 def with_job(samples: list[Sample], job: str) -> list[Sample]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -337,29 +338,95 @@ class DueCheck:
     error: str | None = None  # set when the check cannot run as configured (e.g. unreadable secrets)
 
 
-def claim_due(s: Session, now: datetime, limit: int = 1000) -> list[DueCheck]:
+@dataclass(frozen=True)
+class _Definition:
+    name: str
+    type: str
+    target: str
+    config: dict[str, Any]
+    timeout_seconds: float
+    error: str | None
+
+
+# A prober's cache of decrypted monitor definitions, keyed by id and valid while updated_at holds.
+DefinitionCache = dict[int, tuple[datetime, _Definition]]
+
+MONITORS = cast(Table, Monitor.__table__)
+_NEXT = MONITORS.update().where(MONITORS.c.id == bindparam("b_id")).values(next_check_at=bindparam("b_next"))
+
+
+def spread(monitor_id: int, interval: int) -> float:
+    """A stable offset in [0, interval) seconds for a monitor: its phase within the interval."""
+    return ((monitor_id * 2654435761) % 2**32) / 2**32 * interval
+
+
+def next_run(
+    monitor_id: int, interval: int, due_at: datetime | None, now: datetime, *, first: bool = False
+) -> datetime:
+    """When the check after this one runs. It keeps its phase (due + interval) while the prober
+    keeps up; after a first run, a restart or an outage of the prober, it takes its own spread
+    phase, so ten thousand monitors never fall due in the same second again."""
+    step = timedelta(seconds=interval)
+    if due_at is not None and due_at + step > now and not first:
+        return due_at + step
+    return now + timedelta(seconds=max(1.0, spread(monitor_id, interval)))
+
+
+def claim_due(
+    s: Session, now: datetime, limit: int = 1000, cache: DefinitionCache | None = None
+) -> list[DueCheck]:
     """Take the monitors whose next check is due and move their next check one interval on.
 
-    On PostgreSQL the rows are locked with SKIP LOCKED, so several probers share the work.
+    On PostgreSQL the rows are locked with SKIP LOCKED, so several probers share the work. Plain
+    column reads and one executemany UPDATE: no ORM objects on the prober's hottest query; the
+    definitions (with decrypted secrets) are cached per monitor until the monitor changes.
     """
+    cache = {} if cache is None else cache
     q = (
-        select(Monitor)
+        select(
+            Monitor.id,
+            Monitor.updated_at,
+            Monitor.next_check_at,
+            Monitor.interval_seconds,
+            Monitor.last_check_at.is_(None),
+        )
         .where(Monitor.enabled.is_(True), Monitor.next_check_at <= now, Monitor.type.not_in(passive_types()))
         .order_by(Monitor.next_check_at)
         .limit(limit)
     )
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
+    rows = s.execute(q).all()
+    if not rows:
+        return []
+    stale = [mid for mid, updated, *_ in rows if (hit := cache.get(mid)) is None or hit[0] != updated]
+    for chunk_start in range(0, len(stale), 500):
+        chunk = stale[chunk_start : chunk_start + 500]
+        for mid, updated, name, type_, target, config, secrets, timeout in s.execute(
+            select(
+                Monitor.id,
+                Monitor.updated_at,
+                Monitor.name,
+                Monitor.type,
+                Monitor.target,
+                Monitor.config,
+                Monitor.secrets,
+                Monitor.timeout_seconds,
+            ).where(Monitor.id.in_(chunk))
+        ):
+            full, error = dict(config), None
+            try:
+                full.update({k: crypto.decrypt(v) for k, v in secrets.items()})
+            except crypto.SecretUnreadable as exc:
+                error = str(exc)
+            cache[mid] = (updated, _Definition(name, type_, target, full, timeout, error))
     due = []
-    for m in s.scalars(q):
-        due_at = m.next_check_at
-        m.next_check_at = now + timedelta(seconds=m.interval_seconds)
-        config, error = dict(m.config), None
-        try:
-            config.update({k: crypto.decrypt(v) for k, v in m.secrets.items()})
-        except crypto.SecretUnreadable as exc:
-            error = str(exc)
-        due.append(DueCheck(m.id, m.name, m.type, m.target, config, m.timeout_seconds, due_at, error))
+    moves = []
+    for mid, _, due_at, interval, first in rows:
+        d = cache[mid][1]
+        moves.append({"b_id": mid, "b_next": next_run(mid, interval, due_at, now, first=first)})
+        due.append(DueCheck(mid, d.name, d.type, d.target, d.config, d.timeout_seconds, due_at, d.error))
+    s.execute(_NEXT, moves)
     return due
 
 
@@ -423,24 +490,17 @@ def record_results(
 ) -> list[Transition]:
     """Store a batch of check results, move monitor states, and emit events for what must page.
 
-    One batch costs one SELECT of the monitors, one multi-row INSERT of the results, one upsert of
-    the daily statistics, and the UPDATEs of the monitors' rows.
+    One batch costs one multi-row INSERT of the results and one upsert of the daily statistics.
+    Results that change nothing but the last-check columns (a monitor that was up and is up:
+    nearly all of them) are applied with one executemany UPDATE from a plain column read; only
+    the others load ORM objects and go through the state machine.
     """
     if not results:
         return []
     batch = [r if isinstance(r, Result) else Result(*r) for r in results]
-    ids = {r.monitor_id for r in batch}
-    if loaded is None or not ids <= loaded.keys():
-        with s.no_autoflush:
-            loaded = {m.id: m for m in s.scalars(select(Monitor).where(Monitor.id.in_(ids)))}
-    monitors = loaded
     rows = []
     daily: dict[tuple[int, date], list[float]] = {}
-    transitions = []
-    for r in sorted(batch, key=lambda r: (r.at, _depth(s, monitors.get(r.monitor_id), r.outcome))):
-        m = monitors.get(r.monitor_id)
-        if m is None:  # deleted while its check ran
-            continue
+    for r in batch:
         outcome = r.outcome
         rows.append(
             {
@@ -459,18 +519,107 @@ def record_results(
             if outcome.latency_ms is not None:
                 d[2] += outcome.latency_ms
                 d[3] += 1
-        if not m.enabled:
-            continue
-        t = _apply(s, m, r)
-        if t is not None:
-            transitions.append(t)
-        if outcome.findings is not None:
-            _apply_findings(s, m, outcome.findings, r.at, set(outcome.unevaluated))
+    ids = {r.monitor_id for r in batch}
+    if loaded is not None and ids <= loaded.keys():
+        slow, existing = batch, set(loaded)
+    else:
+        slow, existing = _apply_steady(s, batch)
+        loaded = None
+    rows = [row for row in rows if row["monitor_id"] in existing]  # deleted while their check ran
+    transitions = []
+    if slow:
+        if loaded is None:
+            with s.no_autoflush:
+                slow_ids = {r.monitor_id for r in slow}
+                loaded = {m.id: m for m in s.scalars(select(Monitor).where(Monitor.id.in_(slow_ids)))}
+        monitors = loaded
+        for r in sorted(slow, key=lambda r: (r.at, _depth(s, monitors.get(r.monitor_id), r.outcome))):
+            m = monitors.get(r.monitor_id)
+            if m is None or not m.enabled:
+                continue
+            t = _apply(s, m, r)
+            if t is not None:
+                transitions.append(t)
+            if r.outcome.findings is not None:
+                _apply_findings(s, m, r.outcome.findings, r.at, set(r.outcome.unevaluated))
     if rows:
         s.execute(insert(RESULTS), rows)  # core: no ORM bulk machinery per row
+    daily = {k: v for k, v in daily.items() if k[0] in existing}
     if daily:
         _upsert_daily(s, daily)
     return transitions
+
+
+_STEADY = (
+    MONITORS.update()
+    .where(MONITORS.c.id == bindparam("b_id"))
+    .values(
+        last_check_at=bindparam("b_at"),
+        last_latency_ms=bindparam("b_latency"),
+        last_message=bindparam("b_message"),
+        recent=bindparam("b_recent"),
+    )
+)
+
+
+def _apply_steady(s: Session, batch: list[Result]) -> tuple[list[Result], set[int]]:
+    """Apply the results that leave a monitor's state as it is; return the others, and the ids of
+    the monitors that exist."""
+    ids = {r.monitor_id for r in batch}
+    state = {
+        row[0]: row
+        for row in s.execute(
+            select(
+                Monitor.id,
+                Monitor.enabled,
+                Monitor.status,
+                Monitor.consecutive_failures,
+                Monitor.flapping,
+                Monitor.alert_firing,
+                Monitor.recent,
+                Monitor.locations,
+            ).where(Monitor.id.in_(ids))
+        )
+    }
+    once = Counter(r.monitor_id for r in batch)
+    slow: list[Result] = []
+    updates = []
+    for r in batch:
+        row = state.get(r.monitor_id)
+        if row is None:
+            continue
+        _, enabled, status, failures, flapping, firing, recent, locations = row
+        o = r.outcome
+        expected = MonitorStatus.degraded.value if o.degraded else MonitorStatus.up.value
+        steady = (
+            once[r.monitor_id] == 1
+            and enabled
+            and o.ok
+            and o.conclusive
+            and o.findings is None
+            and r.location == LOCAL
+            and locations == [LOCAL]
+            and status == expected
+            and failures == 0
+            and not flapping
+            and not firing
+            and recent.endswith("1")  # another success cannot start flapping
+        )
+        if not steady:
+            slow.append(r)
+            continue
+        updates.append(
+            {
+                "b_id": r.monitor_id,
+                "b_at": r.at,
+                "b_latency": o.latency_ms,
+                "b_message": o.message[:1000],
+                "b_recent": (recent + "1")[-FLAP_WINDOW:],
+            }
+        )
+    if updates:
+        s.execute(_STEADY, updates)
+    return slow, set(state)
 
 
 RESULTS = cast(Table, CheckResult.__table__)

@@ -3,24 +3,28 @@
 Expectations: status codes or ranges, a keyword or a regular expression in the body, a value at a
 JSON path, and latency thresholds (over warn: degraded; over critical: a failure). Credentials
 (basic or bearer) come from the monitor's encrypted secrets, never from its plain config.
+
+Each check is one request on a fresh connection with ``Connection: close``, made by the protocol
+client in :mod:`opsdesk.monitoring.checks.httpclient` (decision 0008), not by aiohttp.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import functools
 import re
 import time
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 from pydantic import Field, field_validator, model_validator
 
+from opsdesk.monitoring.checks import httpclient
 from opsdesk.monitoring.checks.base import CheckConfig, CheckOutcome, CheckType, ProbeContext, register
 
 StatusSpec = int | str
+MAX_REDIRECTS = 10
 
 
 def status_ranges(spec: StatusSpec | list[StatusSpec]) -> list[tuple[int, int]]:
@@ -126,8 +130,14 @@ class HttpConfig(CheckConfig):
         return self
 
 
+@functools.lru_cache(maxsize=1024)  # parsed once per spec, not once per check
+def _ranges(spec: StatusSpec | tuple[StatusSpec, ...]) -> tuple[tuple[int, int], ...]:
+    return tuple(status_ranges(list(spec) if isinstance(spec, tuple) else spec))
+
+
 def _status_ok(status: int, spec: StatusSpec | list[StatusSpec]) -> bool:
-    return any(lo <= status <= hi for lo, hi in status_ranges(spec))
+    key = tuple(spec) if isinstance(spec, list) else spec  # hashable, for the cache
+    return any(lo <= status <= hi for lo, hi in _ranges(key))
 
 
 def _headers(config: HttpConfig) -> dict[str, str]:
@@ -203,31 +213,32 @@ class HttpCheck(CheckType):
         return target
 
     async def run(self, target: str, config: HttpConfig, timeout: float, ctx: ProbeContext) -> CheckOutcome:
+        # ctx.http (aiohttp) is not used: a check is one request on a fresh connection, and the
+        # protocol client in httpclient.py does that at a fraction of the CPU (decision 0008).
         started = time.perf_counter()
         try:
-            async with ctx.http.request(
+            resp = await httpclient.request(
                 config.method,
                 target,
                 headers=_headers(config),
-                data=config.body.encode() if config.body is not None else None,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=config.follow_redirects,
-                max_redirects=10,
-                ssl=config.verify_tls,
-            ) as resp:
-                body = await resp.content.read(config.max_body_bytes)
-                truncated = not resp.content.at_eof()
-                latency = (time.perf_counter() - started) * 1000
-                return evaluate(config, resp.status, body, truncated, latency)
+                body=config.body.encode() if config.body is not None else None,
+                timeout=timeout,
+                verify_tls=config.verify_tls,
+                max_body_bytes=config.max_body_bytes,
+                follow_redirects=config.follow_redirects,
+                max_redirects=MAX_REDIRECTS,
+            )
         except TimeoutError:
             return CheckOutcome(False, f"timed out after {timeout:g}s")
-        except aiohttp.ClientConnectorCertificateError as exc:
-            return CheckOutcome(False, f"TLS certificate not valid: {exc.certificate_error}")
-        except aiohttp.ClientConnectorError as exc:
-            return CheckOutcome(False, f"connection failed: {exc.os_error or exc}")
-        except aiohttp.TooManyRedirects:
-            return CheckOutcome(False, "too many redirects (more than 10)")
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except httpclient.CertificateError as exc:
+            return CheckOutcome(False, f"TLS certificate not valid: {exc}")
+        except httpclient.ConnectError as exc:
+            return CheckOutcome(False, f"connection failed: {exc}")
+        except httpclient.TooManyRedirects:
+            return CheckOutcome(False, f"too many redirects (more than {MAX_REDIRECTS})")
+        except httpclient.HttpClientError as exc:
+            return CheckOutcome(False, str(exc))
+        except (OSError, ValueError) as exc:
             return CheckOutcome(False, f"{type(exc).__name__}: {exc}")
-        except asyncio.CancelledError:
-            raise
+        latency = (time.perf_counter() - started) * 1000
+        return evaluate(config, resp.status, resp.body, resp.truncated, latency)
