@@ -207,3 +207,58 @@ def test_monitor_pause_resume_and_delete_by_name(cli):
     cli("monitor", "delete", "shop-http")
     assert json.loads(cli("monitor", "list", "--json").output) == []
     assert cli("monitor", "pause", "shop-http", ok=False).exit_code == 1
+
+
+def test_monitor_add_any_type_with_config_then_uptime_and_history(cli, db):
+    out = cli(
+        "monitor",
+        "add",
+        "--name",
+        "backup",
+        "--type",
+        "heartbeat",
+        "--interval",
+        "3600",
+        "--config",
+        "grace_seconds=600",
+        "--config",
+        "schedule=0 2 * * *",
+    ).output
+    assert "created heartbeat monitor" in out and "/ping/" in out
+    out = cli(
+        "monitor",
+        "add",
+        "--name",
+        "db-port",
+        "--type",
+        "tcp",
+        "--target",
+        "127.0.0.1:9",
+        "--location",
+        "local",
+        "--location",
+        "lyon",
+        "--quorum",
+        "2",
+    ).output
+    assert "created tcp monitor" in out
+    listed = json.loads(cli("monitor", "list", "--json").output)
+    assert {(m["name"], m["type"]) for m in listed} == {("backup", "heartbeat"), ("db-port", "tcp")}
+    from opsdesk.monitoring import service as monitoring
+
+    with db.session() as s:
+        hb = monitoring.get_monitor_by_name(s, "backup")
+        assert hb.config == {"grace_seconds": 600, "schedule": "0 2 * * *", "timezone": "UTC"}
+        assert monitoring.get_monitor_by_name(s, "db-port").locations == ["local", "lyon"]
+    # Bad input: the field is named and nothing is created.
+    bad = cli(
+        "monitor", "add", "--name", "x", "--type", "heartbeat", "--config", "schedule=every day", ok=False
+    )
+    assert bad.exit_code != 0 and "schedule" in bad.output
+    bad = cli("monitor", "add", "--name", "y", "--type", "tcp", "--config", "nonsense", ok=False)
+    assert bad.exit_code != 0 and "key=value" in bad.output
+    assert len(json.loads(cli("monitor", "list", "--json").output)) == 2
+    up = json.loads(cli("monitor", "uptime", "db-port", "--range", "7d", "--json").output)
+    assert up[0]["range"] == "7d" and up[0]["availability_percent"] is None  # nothing known yet
+    assert json.loads(cli("monitor", "history", "db-port", "--json").output) == []
+    assert cli("monitor", "uptime", "db-port", "--range", "1y", ok=False).exit_code != 0

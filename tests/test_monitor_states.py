@@ -290,3 +290,25 @@ def test_the_steady_fast_path_agrees_with_the_state_machine(db, clock, seed):
     assert [st for f, st, _ in events if f == f"monitor:{fast}"] == [
         st for f, st, _ in events if f == f"monitor:{slow}"
     ]
+
+
+async def test_a_restart_pages_nobody_for_unchanged_states(db, clock, target):
+    """Two probers one after the other (a restart): the down monitor paged once, the up one never."""
+    up = _mk(db, clock, name="up-one", target=target.url, failures_before_down=1)
+    down = _mk(db, clock, name="down-one", target="http://127.0.0.1:9/", failures_before_down=1)
+    first = Scheduler(db, clock)
+    try:
+        await first.tick()
+    finally:
+        await first.close()
+    assert _get(db, up).status == "up" and _get(db, down).status == "down"
+    paged = _events(db)
+    assert [(f, st) for f, st, _ in paged] == [(f"monitor:{down}", "firing")]
+    clock.advance(120)
+    second = Scheduler(db, clock)  # a new process: nothing in memory
+    try:
+        await second.tick()
+    finally:
+        await second.close()
+    assert _get(db, up).status == "up" and _get(db, down).status == "down"
+    assert _events(db) == paged

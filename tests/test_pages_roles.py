@@ -43,6 +43,7 @@ PAGES = [
     ("POST", "/monitors/{monitor_id}/pause", "manager"),
     ("POST", "/monitors/{monitor_id}/resume", "manager"),
     ("POST", "/monitors/{monitor_id}/delete", "manager"),
+    ("GET", "/metrics/explore", "viewer"),
     ("GET", "/services", "viewer"),
     ("POST", "/services", "manager"),
     ("GET", "/services/{service_id}", "viewer"),

@@ -8,7 +8,9 @@ import os
 import subprocess
 from datetime import datetime
 
+import aiohttp
 import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -269,3 +271,54 @@ def test_watchdog_names_the_silent_location(db, clock):
         assert monitoring.watch(s, clock.now()) == []
         alerts.process_pending(s, now=clock.now())
         assert alerts.list_alerts(s, status="firing") == []
+
+
+async def test_probe_posts_stay_under_the_body_limit_and_keep_order(tmp_path):
+    """Scrape results carry hundreds of samples: the probe splits its posts to stay under the
+    server's 1 MiB body limit, in sequence order, and a result too large alone loses its samples."""
+    from aiohttp import web
+
+    from opsdesk.monitoring.agent import MAX_POST_BYTES, Agent
+
+    seen: list[int] = []
+    sizes: list[int] = []
+    samples_of: dict[int, int] = {}
+
+    async def results(request: web.Request) -> web.Response:
+        body = await request.read()
+        sizes.append(len(body))
+        data = orjson.loads(body)
+        for r in data["results"]:
+            seen.append(r["seq"])
+            samples_of[r["seq"]] = len(r["samples"])
+        return web.json_response({"taken": len(data["results"]), "last_seq": data["results"][-1]["seq"]})
+
+    app = web.Application(client_max_size=2**20)
+    app.router.add_post("/api/v1/probe/results", results)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    from tests.conftest import free_port
+
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    agent = Agent(f"http://127.0.0.1:{port}", "odp_x", tmp_path)
+    sample = {
+        "name": "node_cpu_seconds_total",
+        "labels": {"cpu": "0", "mode": "idle"},
+        "ts_ms": 1,
+        "value": 1.5,
+    }
+    item = {"monitor_id": 1, "at": "2026-03-02T09:00:00+00:00", "ok": True, "message": "m"}
+    agent.buffer.append([{**item, "samples": [sample] * 3000} for _ in range(40)])
+    agent.buffer.append([{**item, "samples": [sample] * 20000}])  # alone over the limit
+    agent._api = aiohttp.ClientSession()
+    try:
+        while agent.buffer.count():
+            await agent._send()
+    finally:
+        await agent._api.close()
+        agent.buffer.close()
+        await runner.cleanup()
+    assert seen == list(range(1, 42))
+    assert len(sizes) > 1 and max(sizes) < 2**20 and max(sizes) <= MAX_POST_BYTES + 1000
+    assert samples_of[41] == 0 and samples_of[1] == 3000

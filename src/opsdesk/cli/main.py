@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from typing import Annotated
 
@@ -13,6 +12,7 @@ import uvloop
 from opsdesk import __version__
 from opsdesk.cli import ascode_cmds, cmdb_cmds, ops_cmds, people_cmds, probe_cmds
 from opsdesk.cli.common import clock, console, database, err, handle_errors, session, settings
+from opsdesk.runtime.tuning import tune_gc
 
 app = typer.Typer(
     name="opsdesk",
@@ -115,19 +115,11 @@ def serve(
         roles_text = ",".join(sorted(wanted))
         console.print(f"opsdesk {__version__} serving at http://{st.host}:{st.port}  (roles: {roles_text})")
         app_ = create_app(st, db=database(), clock=clock)
-        freeze_heap()
+        tune_gc()
         uvicorn.run(app_, host=st.host, port=st.port, log_config=None, access_log=False, proxy_headers=True)
         return
-    freeze_heap()
+    tune_gc()
     uvloop.run(_run_background(wanted))  # the web role gets uvloop from uvicorn; this is the same loop
-
-
-def freeze_heap() -> None:
-    """Everything loaded at start (modules, settings, templates) lives as long as the process:
-    keep it out of the garbage collector's full passes, which otherwise cost ~80 µs per check at
-    a thousand checks a second (measured with bench/checks.py)."""
-    gc.collect()
-    gc.freeze()
 
 
 async def _run_background(roles: set[str]) -> None:

@@ -64,9 +64,9 @@ def probe(
         await agent.run(stop)
 
     try:
-        from opsdesk.cli.main import freeze_heap
+        from opsdesk.runtime.tuning import tune_gc
 
-        freeze_heap()
+        tune_gc()
         uvloop.run(main())
     except PermissionError as exc:
         err.print(f"error: {exc}")

@@ -32,6 +32,7 @@ from opsdesk.monitoring.scheduler import with_job
 from opsdesk.monitoring.selfcheck import NetworkCheck
 
 log = logging.getLogger("opsdesk.probe")
+MAX_POST_BYTES = 700_000
 
 
 class Buffer:
@@ -198,10 +199,11 @@ class Agent:
                     )
             self._pending.append(_outcome_json(a, datetime.now(UTC), outcome))
 
-    def _flush_pending(self) -> None:
+    async def _flush_pending(self) -> None:
+        # Swap in the event loop (where checks append), write in a thread.
         if self._pending:
             batch, self._pending = self._pending, []
-            self.buffer.append(batch)
+            await asyncio.to_thread(self.buffer.append, batch)
 
     async def _send(self) -> bool:
         """Post the buffer's head; True when the server took it."""
@@ -209,7 +211,20 @@ class Agent:
         head = self.buffer.head(1000)
         if not head:
             return True
-        body = orjson.dumps({"version": __version__, "results": head})
+        # Stay well under the server's body limit (OPSDESK_MAX_BODY_BYTES, 1 MiB by default): a
+        # scrape's samples make results large. A result too large alone goes without its samples.
+        parts: list[bytes] = []
+        size = 0
+        for item in head:
+            encoded = orjson.dumps(item)
+            if len(encoded) > MAX_POST_BYTES:
+                encoded = orjson.dumps({**item, "samples": []})
+            if parts and size + len(encoded) > MAX_POST_BYTES:
+                break
+            parts.append(encoded)
+            size += len(encoded) + 1
+        head = head[: len(parts)]
+        body = b'{"version":' + orjson.dumps(__version__) + b',"results":[' + b",".join(parts) + b"]}"
         async with self._api.post(
             f"{self.server}/api/v1/probe/results",
             data=body,
@@ -250,7 +265,7 @@ class Agent:
                     t = asyncio.create_task(self._run_check(a))
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
-                await asyncio.to_thread(self._flush_pending)
+                await self._flush_pending()
                 if now >= next_send:
                     try:
                         while self.buffer.count():
@@ -270,7 +285,7 @@ class Agent:
             for t in list(tasks):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self._flush_pending()
+            await self._flush_pending()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._send(), 5)
             await self._checks.close()

@@ -20,7 +20,7 @@ import aiohttp
 from opsdesk.core import metrics
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
-from opsdesk.metrics.samples import Sample
+from opsdesk.metrics.samples import Labels, Sample
 from opsdesk.monitoring import heartbeat, service
 from opsdesk.monitoring.checks import CheckOutcome, ProbeContext, get_check_type
 from opsdesk.monitoring.selfcheck import NetworkCheck
@@ -204,14 +204,33 @@ class Scheduler:
                 await asyncio.wait_for(stop.wait(), self.flush_interval)
 
 
+# (id of a label set, job) -> (that label set, its relabelled form). Label sets repeat from one
+# scrape to the next as the very same tuple objects (the parser and the scrape check cache them),
+# so keying by identity avoids hashing every label tuple; the entry keeps the tuple alive, and the
+# ``is`` check guards against a reused id.
+_JOB_LABELS: dict[tuple[int, str], tuple[Labels, Labels]] = {}
+
+
 def with_job(samples: list[Sample], job: str) -> list[Sample]:
     """Label every sample with the monitor that read it (``job``), as Prometheus does with scrape
     jobs; a sample's own ``job`` label is kept as ``exported_job``."""
-    out = []
+    cache = _JOB_LABELS
+    if len(cache) > 200_000:
+        cache.clear()
+    out: list[Sample] = []
+    append = out.append
+    new_sample = tuple.__new__
     for smp in samples:
-        labels = dict(smp.labels)
-        if "job" in labels:
-            labels["exported_job"] = labels["job"]
-        labels["job"] = job
-        out.append(smp._replace(labels=tuple(sorted(labels.items()))))
+        labels = smp[1]
+        hit = cache.get((id(labels), job))
+        if hit is not None and hit[0] is labels:
+            new = hit[1]
+        else:
+            d = dict(labels)
+            if "job" in d:
+                d["exported_job"] = d["job"]
+            d["job"] = job
+            new = tuple(sorted(d.items()))
+            cache[(id(labels), job)] = (labels, new)
+        append(new_sample(Sample, (smp[0], new, smp[2], smp[3])))
     return out

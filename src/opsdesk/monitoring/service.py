@@ -289,7 +289,9 @@ def update_monitor(
 
         if not was_enabled or {"interval_seconds", "config"} & changes.keys():
             heartbeat.reschedule(m, now)
-    m.updated_at = now
+    # Strictly later than before, even within one clock tick: probers cache a monitor's definition
+    # until its updated_at changes.
+    m.updated_at = max(now, m.updated_at + timedelta(microseconds=1))
     audit.updated(s, "monitor", m.id, before, audit.snapshot(m, FIELDS), actor=actor, at=now)
     return m
 

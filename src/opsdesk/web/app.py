@@ -23,6 +23,7 @@ from opsdesk.core.clock import Clock, SystemClock
 from opsdesk.core.db import Database
 from opsdesk.core.settings import Settings
 from opsdesk.incidents.api import router as incidents_router
+from opsdesk.metrics import views as metrics_views
 from opsdesk.metrics.api import router as metrics_router
 from opsdesk.monitoring import ping
 from opsdesk.monitoring.api import router as monitoring_router
@@ -124,6 +125,7 @@ def create_app(
     app.state.state_registry = state_registry(db, clock)
     app.include_router(system.router)
     app.include_router(views.router)
+    app.include_router(metrics_views.router)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app

@@ -115,7 +115,7 @@ def _headers(config: PrometheusConfig) -> dict[str, str]:
 
 # (instance, labels as parsed) -> labels with instance: the exposition parser hands out the same
 # label tuples scrape after scrape, so relabelling a known series is one dict lookup.
-_RELABELLED: dict[tuple[str, Labels], Labels] = {}
+_RELABELLED: dict[tuple[str, int], tuple[Labels, Labels]] = {}
 _RELABELLED_MAX = 100_000
 _new = tuple.__new__
 
@@ -134,17 +134,25 @@ def _relabel(labels: Labels, instance: str) -> Labels:
 
 
 def with_instance(samples: list[Sample], instance: str) -> list[Sample]:
-    """Every sample with ``instance`` set; its own ``instance`` moves to ``exported_instance``."""
+    """Every sample with ``instance`` set; its own ``instance`` moves to ``exported_instance``.
+
+    The parser hands out the same label tuple objects scrape after scrape, so the cache is keyed
+    by identity (no hashing of the label tuples); each entry keeps its tuple alive, and the ``is``
+    check guards against a reused id."""
     cache = _RELABELLED
     if len(cache) > _RELABELLED_MAX:
         cache.clear()
     out: list[Sample] = []
     append = out.append
     for s in samples:
-        key = (instance, s[1])
-        new = cache.get(key)
-        if new is None:
-            new = cache[key] = _relabel(s[1], instance)
+        labels = s[1]
+        key = (instance, id(labels))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is labels:
+            new = hit[1]
+        else:
+            new = _relabel(labels, instance)
+            cache[key] = (labels, new)
         append(_new(Sample, (s[0], new, s[2], s[3])))
     return out
 
