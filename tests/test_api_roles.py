@@ -135,6 +135,7 @@ def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[s
     )
     w.ids["user_id"] = w.create("/api/v1/users", {"email": "bystander@example.org", "name": "Bystander"})
     w.ids["probe_id"] = w.create("/api/v1/probes", {"location": "branch"})
+    w.ids["integration_id"] = w.create("/api/v1/integrations", {"name": "am", "kind": "alertmanager"})
     r = w.client.post(
         "/api/v1/events", json={"summary": "checkout is down", "service": "checkout"}, headers=w.admin
     )
@@ -238,6 +239,11 @@ ROUTES = [
     Route("GET", "/api/v1/probes", V),
     Route("POST", "/api/v1/probes", A, body=lambda w: {"location": f"site-{next(_SEQ)}"}),
     Route("DELETE", "/api/v1/probes/{probe_id}", A, seeded("probe_id")),
+    # alert-source integrations (their /hooks/<key> route is outside /api/v1: tests/test_hooks.py)
+    Route("GET", "/api/v1/integrations", M),
+    Route("POST", "/api/v1/integrations", M, body=lambda w: {"name": f"src-{next(_SEQ)}", "kind": "grafana"}),
+    Route("POST", "/api/v1/integrations/{integration_id}/rotate", M, seeded("integration_id")),
+    Route("DELETE", "/api/v1/integrations/{integration_id}", M, seeded("integration_id")),
     # metrics store
     Route("GET", "/api/v1/metrics/series", V),
     Route("GET", "/api/v1/metrics/query_range", V),

@@ -262,3 +262,28 @@ def test_monitor_add_any_type_with_config_then_uptime_and_history(cli, db):
     assert up[0]["range"] == "7d" and up[0]["availability_percent"] is None  # nothing known yet
     assert json.loads(cli("monitor", "history", "db-port", "--json").output) == []
     assert cli("monitor", "uptime", "db-port", "--range", "1y", ok=False).exit_code != 0
+
+
+def test_integration_create_list_rotate_delete(cli, db):
+    from opsdesk.alerts import integrations
+
+    out = cli("integration", "create", "prom-prod", "--kind", "alertmanager").output
+    url = next(w for w in out.split() if "/hooks/" in w)
+    key = url.rsplit("/", 1)[1]
+    with db.session() as s:
+        assert integrations.integration_for_key(s, key) is not None
+    signed = cli("integration", "create", "grafana", "--kind", "grafana", "--secret-stdin", input="s3cret\n")
+    assert "/hooks/" in signed.output
+    rows = json.loads(cli("integration", "list", "--json").output)
+    assert sorted((r["name"], r["kind"], r["signed"]) for r in rows) == [
+        ("grafana", "grafana", True),
+        ("prom-prod", "alertmanager", False),
+    ]
+    new_url = next(w for w in cli("integration", "rotate", "prom-prod").output.split() if "/hooks/" in w)
+    with db.session() as s:
+        assert integrations.integration_for_key(s, key) is None
+        assert integrations.integration_for_key(s, new_url.rsplit("/", 1)[1]) is not None
+    assert cli("integration", "create", "x", "--kind", "carrier-pigeon", ok=False).exit_code != 0
+    cli("integration", "delete", "grafana")
+    assert [r["name"] for r in json.loads(cli("integration", "list", "--json").output)] == ["prom-prod"]
+    assert cli("integration", "delete", "nope", ok=False).exit_code != 0

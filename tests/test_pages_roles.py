@@ -23,6 +23,8 @@ from tests.support import login
 
 ROLES = ["viewer", "responder", "manager", "admin"]
 OPEN = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("GET", "/metrics")}
+# Alert-source hooks: the integration key is the credential (tests/test_hooks.py).
+OPEN |= {("POST", "/hooks/{key}"), ("POST", "/hooks")}
 
 # (method, path, least role). Paths use the ids of the seeded objects below.
 PAGES = [

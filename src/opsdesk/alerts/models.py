@@ -62,3 +62,21 @@ class Alert(Base):
     last_seen: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     event_count: Mapped[int] = mapped_column(default=1)
+
+
+class Integration(Base):
+    """An alert source with its own key: ``POST /hooks/<key>`` (see :mod:`opsdesk.alerts.integrations`).
+
+    Only the key's SHA-256 is stored; the optional HMAC secret is encrypted at rest (core.crypto).
+    """
+
+    __tablename__ = "integrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_encrypted: Mapped[str | None] = mapped_column(String(500))
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]

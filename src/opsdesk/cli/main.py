@@ -10,7 +10,7 @@ import typer
 import uvloop
 
 from opsdesk import __version__
-from opsdesk.cli import ascode_cmds, cmdb_cmds, ops_cmds, people_cmds, probe_cmds
+from opsdesk.cli import ascode_cmds, cmdb_cmds, integration_cmds, ops_cmds, people_cmds, probe_cmds
 from opsdesk.cli.common import clock, console, database, err, handle_errors, session, settings
 from opsdesk.runtime.tuning import tune_gc
 
@@ -27,6 +27,7 @@ cmdb_cmds.register(app)
 ops_cmds.register(app)
 ascode_cmds.register(app)
 probe_cmds.register(app)
+integration_cmds.register(app)
 
 
 @app.command()

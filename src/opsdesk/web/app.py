@@ -14,6 +14,8 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 
 from opsdesk import __version__
 from opsdesk.alerts.api import router as alerts_router
+from opsdesk.alerts.hooks import hook_router
+from opsdesk.alerts.hooks import router as integrations_router
 from opsdesk.alerts.service import store_events
 from opsdesk.ascode.api import router as ascode_router
 from opsdesk.audit.api import router as audit_router
@@ -115,6 +117,7 @@ def create_app(
         monitoring_router,
         probe_router,
         alerts_router,
+        integrations_router,
         incidents_router,
         audit_router,
         ascode_router,
@@ -124,6 +127,7 @@ def create_app(
 
     app.state.state_registry = state_registry(db, clock)
     app.include_router(system.router)
+    app.include_router(hook_router)  # /hooks/<key>: the integration key is the credential
     app.include_router(views.router)
     app.include_router(metrics_views.router)
     if STATIC.is_dir():
