@@ -28,7 +28,7 @@ import orjson
 
 from opsdesk import __version__
 from opsdesk.monitoring.checks import CheckOutcome, ProbeContext, get_check_type
-from opsdesk.monitoring.scheduler import with_job
+from opsdesk.monitoring.scheduler import not_counted, run_check, with_job
 from opsdesk.monitoring.selfcheck import NetworkCheck
 
 log = logging.getLogger("opsdesk.probe")
@@ -178,25 +178,12 @@ class Agent:
                 )
             else:
                 assert self._checks is not None
-                try:
-                    cfg = check.config_model.model_validate(a.config)
-                    outcome = await asyncio.wait_for(
-                        check.run(a.target, cfg, a.timeout_seconds, ProbeContext(http=self._checks)),
-                        a.timeout_seconds + 1,
-                    )
-                except TimeoutError:
-                    outcome = CheckOutcome(False, f"timed out after {a.timeout_seconds:g}s")
-                except Exception as exc:
-                    log.exception("check %s crashed", a.id)
-                    outcome = CheckOutcome(False, f"check error: {type(exc).__name__}: {exc}")
+                ctx = ProbeContext(http=self._checks)
+                outcome, _ = await run_check(check, a.id, a.target, a.config, a.timeout_seconds, ctx)
             if not outcome.ok:
                 verdict = await self.network.ok()
                 if not verdict.ok:
-                    outcome.conclusive = False
-                    outcome.findings = None
-                    outcome.message = (
-                        f"not counted, the probe's network is down ({verdict.reason}): {outcome.message}"
-                    )
+                    not_counted(outcome, verdict.reason)
             self._pending.append(_outcome_json(a, datetime.now(UTC), outcome))
 
     async def _flush_pending(self) -> None:

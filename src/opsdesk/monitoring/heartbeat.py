@@ -11,9 +11,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from opsdesk.monitoring import service
@@ -58,7 +57,7 @@ class _Beat:
     last_ping_at: datetime | None = None
 
 
-MONITORS = cast(Table, Monitor.__table__)
+MONITORS = service.MONITORS
 _PINGED = (
     MONITORS.update()
     .where(MONITORS.c.id == bindparam("b_id"))

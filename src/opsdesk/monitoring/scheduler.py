@@ -22,7 +22,7 @@ from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
 from opsdesk.metrics.samples import Labels, Sample
 from opsdesk.monitoring import heartbeat, service
-from opsdesk.monitoring.checks import CheckOutcome, ProbeContext, get_check_type
+from opsdesk.monitoring.checks import CheckOutcome, CheckType, ProbeContext, get_check_type
 from opsdesk.monitoring.selfcheck import NetworkCheck
 from opsdesk.monitoring.service import DueCheck
 
@@ -95,23 +95,13 @@ class Scheduler:
             elif check is None:
                 outcome = CheckOutcome(False, f"unknown check type {due.type!r}")
             else:
-                ctx = await self._ctx()
-                try:
-                    hit = self._configs.get(due.monitor_id)
-                    if hit is not None and hit[0] is due.config:
-                        cfg = hit[1]
-                    else:
-                        cfg = check.config_model.model_validate(due.config)
-                        self._configs[due.monitor_id] = (due.config, cfg)
-                    # The check has its own timeout; this one guards against a check that ignores
-                    # it (asyncio.timeout: no extra task per check, unlike wait_for on 3.11).
-                    async with asyncio.timeout(due.timeout_seconds + 1):
-                        outcome = await check.run(due.target, cfg, due.timeout_seconds, ctx)
-                except TimeoutError:
-                    outcome = CheckOutcome(False, f"timed out after {due.timeout_seconds:g}s")
-                except Exception as exc:
-                    log.exception("check %s crashed", due.monitor_id)
-                    outcome = CheckOutcome(False, f"check error: {type(exc).__name__}: {exc}")
+                hit = self._configs.get(due.monitor_id)
+                cfg = hit[1] if hit is not None and hit[0] is due.config else None
+                outcome, cfg = await run_check(
+                    check, due.monitor_id, due.target, due.config, due.timeout_seconds, await self._ctx(), cfg
+                )
+                if cfg is not None:
+                    self._configs[due.monitor_id] = (due.config, cfg)
             metrics.CHECKS_RUN.labels(due.type, "up" if outcome.ok else "down").inc()
             metrics.CHECK_SECONDS.labels(due.type).observe(time.perf_counter() - started)
             self._buffer.append((due, self.clock.now(), outcome))
@@ -126,11 +116,7 @@ class Scheduler:
                 # The prober itself is cut off: its failures say nothing about the monitors.
                 for _, _, o in batch:
                     if not o.ok:
-                        o.conclusive = False
-                        o.findings = None
-                        o.message = (
-                            f"not counted, the probe's network is down ({verdict.reason}): {o.message}"
-                        )
+                        not_counted(o, verdict.reason)
                 log.warning(
                     "probe network down; failures recorded as unknown", extra={"reason": verdict.reason}
                 )
@@ -202,6 +188,39 @@ class Scheduler:
                 log.exception("writing results failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.flush_interval)
+
+
+async def run_check(
+    check: CheckType,
+    monitor_id: int,
+    target: str,
+    config: dict[str, Any],
+    timeout: float,
+    ctx: ProbeContext,
+    cfg: Any = None,
+) -> tuple[CheckOutcome, Any]:
+    """Run one check, never raising: a timeout or a crash is a failed outcome. ``cfg`` is the
+    validated config when the caller has it; returns the outcome and the validated config (None
+    when the config did not validate). Shared by the local prober and the remote probe."""
+    try:
+        if cfg is None:
+            cfg = check.config_model.model_validate(config)
+        # The check has its own timeout; this one guards against a check that ignores it
+        # (asyncio.timeout: no extra task per check, unlike wait_for on 3.11).
+        async with asyncio.timeout(timeout + 1):
+            return await check.run(target, cfg, timeout, ctx), cfg
+    except TimeoutError:
+        return CheckOutcome(False, f"timed out after {timeout:g}s"), cfg
+    except Exception as exc:
+        log.exception("check %s crashed", monitor_id)
+        return CheckOutcome(False, f"check error: {type(exc).__name__}: {exc}"), None
+
+
+def not_counted(outcome: CheckOutcome, reason: str) -> None:
+    """Mark a failure seen while the probe's own network was down: inconclusive, no findings."""
+    outcome.conclusive = False
+    outcome.findings = None
+    outcome.message = f"not counted, the probe's network is down ({reason}): {outcome.message}"
 
 
 # (id of a label set, job) -> (that label set, its relabelled form). Label sets repeat from one
