@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Date, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from opsdesk.core.db import Base
+from opsdesk.core.db import Base, JSONType
 
 
 class Severity(StrEnum):
@@ -36,6 +36,7 @@ class Event(Base):
     severity: Mapped[str] = mapped_column(String(20))
     summary: Mapped[str] = mapped_column(String(1000))
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id", ondelete="SET NULL"))
+    ci_id: Mapped[int | None] = mapped_column(ForeignKey("cis.id", ondelete="SET NULL"))
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     processed_at: Mapped[datetime | None]
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
@@ -54,6 +55,7 @@ class Alert(Base):
     severity: Mapped[str] = mapped_column(String(20))
     summary: Mapped[str] = mapped_column(String(1000))
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id", ondelete="SET NULL"), index=True)
+    ci_id: Mapped[int | None] = mapped_column(ForeignKey("cis.id", ondelete="SET NULL"), index=True)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     incident_id: Mapped[int | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"), index=True
@@ -62,6 +64,63 @@ class Alert(Base):
     last_seen: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     event_count: Mapped[int] = mapped_column(default=1)
+    # The dedup/grouping rule that matched (``default`` when none did) and the correlation key.
+    rule: Mapped[str] = mapped_column(String(100), default="default", server_default="default")
+    group_key: Mapped[str | None] = mapped_column(String(500))
+    reopened_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Muted by a silence or a maintenance window: kept and shown, but pages nobody.
+    # ``muted_by`` records which: ``{"silences": [3], "maintenance": [2]}``.
+    muted: Mapped[bool] = mapped_column(default=False, server_default=false())
+    muted_by: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+
+
+class AlertRule(Base):
+    """A dedup and grouping rule: alerts whose labels match ``matchers`` get this rule's fingerprint
+    labels, group-by labels, group window and reopen window. The lowest ``position`` that matches
+    wins; an alert no rule matches uses the settings' defaults and says ``rule = "default"``."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    position: Mapped[int] = mapped_column(default=100)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    matchers: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    fingerprint_labels: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    group_by: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    group_window_seconds: Mapped[int | None]
+    reopen_window_seconds: Mapped[int | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Silence(Base):
+    """Alertmanager-style silence: alerts whose labels match every matcher between ``starts_at`` and
+    ``ends_at`` are muted. Expiring one early sets ``ends_at`` to now."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    matchers: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    created_by: Mapped[str] = mapped_column(String(254))
+    comment: Mapped[str] = mapped_column(String(2000), default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class NoiseDaily(Base):
+    """Per day and source: events received, alerts opened, incidents opened, alerts muted."""
+
+    __tablename__ = "alert_noise_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    events: Mapped[int] = mapped_column(default=0)
+    alerts: Mapped[int] = mapped_column(default=0)
+    incidents: Mapped[int] = mapped_column(default=0)
+    muted: Mapped[int] = mapped_column(default=0)
 
 
 class Integration(Base):

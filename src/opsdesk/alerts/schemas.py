@@ -22,6 +22,9 @@ class EventIn(In):
     severity: Severity = Severity.error
     summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
     service: str | None = Field(default=None, max_length=100, description="Name of an existing service.")
+    ci: str | None = Field(
+        default=None, max_length=200, description="Name of the configuration item (host, device) affected."
+    )
     labels: dict[Annotated[str, StringConstraints(max_length=200)], LabelValue] = Field(default_factory=dict)
 
 

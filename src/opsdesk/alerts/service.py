@@ -125,7 +125,7 @@ def process_pending(s: Session, *, now: datetime, limit: int = 500) -> int:
 
 def _process(s: Session, ev: Event, now: datetime, firing: dict[str, Alert]) -> None:
     """Apply one event to the alert state; ``firing`` maps fingerprints to open alerts and is kept current."""
-    from opsdesk.incidents import service as incidents
+    from opsdesk.incidents import correlate as incidents
 
     alert = firing.get(ev.fingerprint)
     if ev.status == EventStatus.firing.value:

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsdesk.core.db import Base
@@ -36,6 +36,8 @@ class Service(Base):
     description: Mapped[str] = mapped_column(String(2000), default="")
     owner_team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="RESTRICT"), index=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Opt-in: shown on the public status page (no login).
+    public_status: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

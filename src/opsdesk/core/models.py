@@ -3,6 +3,7 @@
 from opsdesk.alerts import models as alerts_models
 from opsdesk.audit import models as audit_models
 from opsdesk.auth import models as auth_models
+from opsdesk.changes import models as changes_models
 from opsdesk.cmdb import models as cmdb_models
 from opsdesk.core.db import Base
 from opsdesk.incidents import models as incidents_models
@@ -15,6 +16,7 @@ __all__ = [
     "alerts_models",
     "audit_models",
     "auth_models",
+    "changes_models",
     "cmdb_models",
     "incidents_models",
     "metrics_models",
