@@ -14,8 +14,9 @@ here, so no future route escapes the check.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,14 @@ from tests.conftest import Account
 V, R, M, A = Role.viewer, Role.responder, Role.manager, Role.admin
 ROLES = [V, R, M, A]
 PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """This matrix runs on SQLite only: who may do what does not depend on the database, every
+    case seeds a world and compares every table, and its PostgreSQL leg was the longest part of
+    CI. Each route's behaviour on PostgreSQL is tested in its own domain's tests."""
+    yield f"sqlite:///{tmp_path / 'opsdesk.db'}"
 
 
 @pytest.fixture
@@ -143,6 +152,12 @@ def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[s
     assert run_pipeline(db, clock) == 1
     w.ids["alert_id"] = client.get("/api/v1/alerts", headers=w.admin).json()["items"][0]["id"]
     w.ids["incident_id"] = client.get("/api/v1/incidents", headers=w.admin).json()["items"][0]["id"]
+    # After the pipeline ran, and matching nothing seeded, so they mute nothing.
+    w.ids["silence_id"] = w.create(
+        "/api/v1/silences", {"matchers": ['alertname="DiskFull"'], "duration": "2h", "comment": "swap"}
+    )
+    w.ids["window_id"] = w.create("/api/v1/maintenance-windows", WINDOW | {"service_id": w.service_id})
+    w.ids["rule_id"] = w.create("/api/v1/alert-rules", {"name": "disk", "matchers": ["alertname=DiskFull"]})
     return w
 
 
@@ -180,6 +195,30 @@ def incident(w: World) -> dict[str, int]:
     return {"ref": w.incident_id}
 
 
+def declared(w: World) -> int:
+    """A second incident, declared by hand as admin."""
+    return w.create("/api/v1/incidents", {"title": f"declared {next(_SEQ)}", "service": "checkout"})
+
+
+def resolved_incident(w: World) -> dict[str, int]:
+    """The seeded incident at P4 (no postmortem needed to close it), resolved."""
+    url = f"/api/v1/incidents/{w.incident_id}"
+    assert w.client.patch(url, json={"impact": "low", "urgency": "medium"}, headers=w.admin).is_success
+    assert w.client.post(f"{url}/resolve", headers=w.admin).is_success
+    return {"ref": w.incident_id}
+
+
+def with_other(w: World) -> dict[str, int]:
+    return {"ref": w.incident_id, "other": declared(w)}
+
+
+def with_related(w: World) -> dict[str, int]:
+    ids = with_other(w)
+    r = w.client.post(f"/api/v1/incidents/{ids['ref']}/related/{ids['other']}", headers=w.admin)
+    assert r.is_success, r.text
+    return ids
+
+
 def new_edge(w: World) -> dict[str, Any]:
     return {
         "type": "runs_on",
@@ -190,7 +229,25 @@ def new_edge(w: World) -> dict[str, Any]:
     }
 
 
+def postmortem(w: World) -> dict[str, int]:
+    """The seeded incident, with its postmortem started as admin."""
+    r = w.client.post(f"/api/v1/incidents/{w.incident_id}/postmortem", headers=w.admin)
+    assert r.is_success, r.text
+    return {"ref": w.incident_id}
+
+
+def new_action_item(w: World) -> dict[str, Any]:
+    postmortem(w)
+    pm = w.client.get(f"/api/v1/incidents/{w.incident_id}/postmortem", headers=w.admin).json()
+    return {"postmortem_id": pm["id"], "title": f"follow-up {next(_SEQ)}"}
+
+
+def action_item(w: World) -> dict[str, int]:
+    return {"item_id": w.create("/api/v1/action-items", new_action_item(w))}
+
+
 EDIT = const({"description": "changed"})
+WINDOW = {"name": "patching", "starts_at": "2026-04-01T02:00:00Z", "ends_at": "2026-04-01T04:00:00Z"}
 _SEQ = itertools.count(1)
 
 ROUTES = [
@@ -251,10 +308,53 @@ ROUTES = [
     Route("POST", "/api/v1/events", R, body=const({"summary": "disk full", "service": "checkout"})),
     Route("GET", "/api/v1/alerts", V),
     Route("GET", "/api/v1/alerts/{alert_id}", V, seeded("alert_id")),
+    Route("GET", "/api/v1/alerts/noise", V),
     Route("GET", "/api/v1/incidents", V),
     Route("GET", "/api/v1/incidents/{ref}", V, incident),
     Route("POST", "/api/v1/incidents/{ref}/ack", R, incident, const({"note": "on it"})),
     Route("POST", "/api/v1/incidents/{ref}/resolve", R, incident),
+    Route("POST", "/api/v1/incidents", R, body=const({"title": "printers offline", "service": "checkout"})),
+    Route("PATCH", "/api/v1/incidents/{ref}", R, incident, const({"impact": "high", "tags": ["db"]})),
+    Route("POST", "/api/v1/incidents/{ref}/reopen", R, resolved_incident),
+    Route("POST", "/api/v1/incidents/{ref}/close", R, resolved_incident),
+    Route("POST", "/api/v1/incidents/{ref}/comment", R, incident, const({"text": "looking at the db"})),
+    Route(
+        "POST",
+        "/api/v1/incidents/{ref}/updates",
+        R,
+        incident,
+        const({"status": "investigating", "message": "checkout is slow"}),
+    ),
+    Route("POST", "/api/v1/incidents/{ref}/merge", R, incident, lambda w: {"incident_ids": [declared(w)]}),
+    Route("POST", "/api/v1/incidents/{ref}/split", R, incident, lambda w: {"alert_ids": [w.alert_id]}),
+    Route("POST", "/api/v1/incidents/{ref}/related/{other}", R, with_other),
+    Route("DELETE", "/api/v1/incidents/{ref}/related/{other}", R, with_related),
+    # postmortems and their action items
+    Route("GET", "/api/v1/incidents/{ref}/postmortem", V, postmortem),
+    Route("POST", "/api/v1/incidents/{ref}/postmortem", R, incident),
+    Route("PATCH", "/api/v1/incidents/{ref}/postmortem", R, postmortem, const({"root_cause": "pool"})),
+    Route("POST", "/api/v1/incidents/{ref}/postmortem/status", R, postmortem, const({"status": "in_review"})),
+    Route("GET", "/api/v1/action-items", V),
+    Route("POST", "/api/v1/action-items", R, body=new_action_item),
+    Route("PATCH", "/api/v1/action-items/{item_id}", R, action_item, const({"status": "done"})),
+    Route("DELETE", "/api/v1/action-items/{item_id}", R, action_item),
+    # silences, maintenance windows, dedup/grouping rules
+    Route("GET", "/api/v1/silences", V),
+    Route("POST", "/api/v1/silences", R, body=const({"matchers": ["a=b"], "duration": "1h", "comment": "x"})),
+    Route("POST", "/api/v1/silences/preview", V, body=const({"matchers": ['alertname="Swap"']})),
+    Route("GET", "/api/v1/silences/{silence_id}", V, seeded("silence_id")),
+    Route("PATCH", "/api/v1/silences/{silence_id}", R, seeded("silence_id"), const({"comment": "still"})),
+    Route("DELETE", "/api/v1/silences/{silence_id}", R, seeded("silence_id")),
+    Route("GET", "/api/v1/maintenance-windows", V),
+    Route("POST", "/api/v1/maintenance-windows", M, body=lambda w: WINDOW | {"ci_id": w.ci_id}),
+    Route("GET", "/api/v1/maintenance-windows/{window_id}", V, seeded("window_id")),
+    Route("PATCH", "/api/v1/maintenance-windows/{window_id}", M, seeded("window_id"), const({"name": "x"})),
+    Route("DELETE", "/api/v1/maintenance-windows/{window_id}", M, seeded("window_id")),
+    Route("GET", "/api/v1/alert-rules", V),
+    Route("POST", "/api/v1/alert-rules", M, body=lambda w: {"name": f"r-{next(_SEQ)}", "group_by": ["job"]}),
+    Route("GET", "/api/v1/alert-rules/{rule_id}", V, seeded("rule_id")),
+    Route("PATCH", "/api/v1/alert-rules/{rule_id}", M, seeded("rule_id"), const({"position": 5})),
+    Route("DELETE", "/api/v1/alert-rules/{rule_id}", M, seeded("rule_id")),
     # config as code
     Route("POST", "/api/v1/apply", M, body=const({"services": [{"name": "from-a-document"}]})),
     Route("GET", "/api/v1/export", V),

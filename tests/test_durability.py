@@ -1,7 +1,9 @@
 """Nothing acknowledged is lost: ``kill -9`` of opsdesk while events pour in, then a restart.
 
-Every event answered 202 before the kill is in the database after it, and the restarted
-pipeline processes all of them. Runs on SQLite and on PostgreSQL.
+Every event answered 202 before the kill is in the database after it, the restarted pipeline
+processes all of them, and neither an alert nor an incident is duplicated by the pipeline's work
+being cut off midway (it commits a batch's alerts, incidents and processed marks together).
+Runs on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from sqlalchemy import func, select
 
-from opsdesk.alerts.models import Event
+from opsdesk.alerts.models import Alert, Event
 from opsdesk.core.db import Database
+from opsdesk.incidents.models import Incident
 from tests.support import Serve, cli_run, http_ok, until
 
 
@@ -39,7 +42,8 @@ async def test_events_acknowledged_before_a_kill_9_survive_and_are_processed(ser
     def send(n: int) -> None:
         if killed.is_set():
             return
-        body = {"source": "load", "summary": f"event {n}", "service": "shop", "labels": {"n": str(n)}}
+        # 40 alerts, repeated: dedup and the open incident are exercised across the kill.
+        body = {"source": "load", "summary": f"event {n}", "service": "shop", "labels": {"n": str(n % 40)}}
         try:
             r = httpx.post(
                 f"{base}/api/v1/events", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=5
@@ -80,6 +84,19 @@ async def test_events_acknowledged_before_a_kill_9_survive_and_are_processed(ser
             restarted.stop()
         with db.session() as s:
             processed = set(s.scalars(select(Event.id).where(Event.alert_id.is_not(None))))
+            per_fingerprint = list(
+                s.execute(select(Alert.fingerprint, func.count()).group_by(Alert.fingerprint))
+            )
+            incidents = list(s.scalars(select(Incident)))
         assert set(acked) <= processed
+        assert len(per_fingerprint) == len(labels(db))  # one alert per distinct label set stored
+        assert all(count == 1 for _, count in per_fingerprint), "an alert was duplicated"
+        assert len(incidents) == 1, f"{len(incidents)} incidents for one service's alerts"
     finally:
         db.dispose()
+
+
+def labels(db: Database) -> set[str]:
+    """The ``n`` labels of the stored events (what the alerts must cover, no more, no less)."""
+    with db.session() as s:
+        return {e.labels["n"] for e in s.scalars(select(Event))}

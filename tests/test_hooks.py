@@ -84,7 +84,7 @@ def test_create_shows_the_key_and_url_once(client: TestClient, manager: Account,
 
 
 def test_create_refuses_bad_input(client: TestClient, manager: Account) -> None:
-    r = client.post("/api/v1/integrations", json={"name": "x", "kind": "nagios"}, headers=manager.headers)
+    r = client.post("/api/v1/integrations", json={"name": "x", "kind": "pagerduty"}, headers=manager.headers)
     assert assert_refused(r, 422)["errors"][0]["field"] == "kind"
     r = client.post(
         "/api/v1/integrations",
@@ -220,6 +220,27 @@ def test_signed_requests(client: TestClient, manager: Account, db: Database, clo
 
     assert ok.status_code == 202, ok.text
     assert event_count(db) == 1
+
+    # The same signed request again, within the tolerance: a replay, refused and not stored.
+    again = post(
+        client,
+        key,
+        body,
+        **{"x-opsdesk-timestamp": ts, "x-opsdesk-signature": integrations.sign(secret, ts, body)},
+    )
+    assert "replay" in assert_refused(again, 409)["detail"]
+    assert event_count(db) == 1
+    # Signed anew (a later timestamp), the same body is a new delivery.
+    clock.advance(1)
+    ts2 = str(int(clock.now().timestamp()))
+    fresh = post(
+        client,
+        key,
+        body,
+        **{"x-opsdesk-timestamp": ts2, "x-opsdesk-signature": integrations.sign(secret, ts2, body)},
+    )
+    assert fresh.status_code == 202, fresh.text
+    assert event_count(db) == 2
 
 
 def _signed_refusals(secret: str, clock: ManualClock) -> list[tuple[str, dict[str, str], str]]:

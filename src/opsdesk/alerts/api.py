@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from opsdesk.alerts import service
+from opsdesk.alerts import noise, service
 from opsdesk.alerts.models import EventStatus
 from opsdesk.alerts.schemas import AlertOut, EventAccepted, EventIn
 from opsdesk.core import metrics
@@ -46,44 +46,60 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-def _refuse(reason: str, field: str, message: str, detail: str) -> OpsdeskError:
-    metrics.EVENTS_REJECTED.labels(reason).inc()
+def _refuse(reason: str, field: str, message: str, detail: str, count: bool = True) -> OpsdeskError:
+    if count:
+        metrics.EVENTS_REJECTED.labels(reason).inc()
     return OpsdeskError(detail=detail, status=422, title="Invalid input", errors=[FieldError(field, message)])
 
 
-def _parse(raw: bytes) -> tuple[list[EventIn], bool]:
+def parse_events(raw: bytes, *, count_rejects: bool = True) -> tuple[list[EventIn], bool]:
     """The events of a body holding one event, a JSON array, or ``{"events": [...]}``; and whether it
-    was a batch (field errors then name ``events[i]``)."""
+    was a batch (field errors then name ``events[i]``). ``count_rejects=False`` for the fast path,
+    which hands refusals to the routed endpoint (that one counts them)."""
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        metrics.EVENTS_REJECTED.labels("malformed").inc()
+        if count_rejects:
+            metrics.EVENTS_REJECTED.labels("malformed").inc()
         raise OpsdeskError(
             detail=f"the body is not valid JSON: {exc}", status=400, title="Malformed JSON"
         ) from None
     if isinstance(payload, dict) and set(payload) == {"events"}:
         payload = payload["events"]
         if not isinstance(payload, list):
-            raise _refuse("invalid", "events", "must be a list of events", "events: must be a list of events")
+            raise _refuse(
+                "invalid",
+                "events",
+                "must be a list of events",
+                "events: must be a list of events",
+                count_rejects,
+            )
     if not isinstance(payload, list):
         try:
             return [_event.validate_python(payload)], False
         except ValidationError as exc:
-            raise _invalid(exc, batch=False) from None
+            raise _invalid(exc, batch=False, count=count_rejects) from None
     if not payload:
-        raise _refuse("invalid", "events", "at least one event is needed", "the batch is empty")
+        raise _refuse(
+            "invalid", "events", "at least one event is needed", "the batch is empty", count_rejects
+        )
     if len(payload) > MAX_BATCH:
         raise _refuse(
-            "too_many", "events", f"at most {MAX_BATCH} events", f"at most {MAX_BATCH} events per request"
+            "too_many",
+            "events",
+            f"at most {MAX_BATCH} events",
+            f"at most {MAX_BATCH} events per request",
+            count_rejects,
         )
     try:
         return _events.validate_python(payload), True
     except ValidationError as exc:
-        raise _invalid(exc, batch=True) from None
+        raise _invalid(exc, batch=True, count=count_rejects) from None
 
 
-def _invalid(exc: ValidationError, *, batch: bool) -> OpsdeskError:
-    metrics.EVENTS_REJECTED.labels("invalid").inc()
+def _invalid(exc: ValidationError, *, batch: bool, count: bool = True) -> OpsdeskError:
+    if count:
+        metrics.EVENTS_REJECTED.labels("invalid").inc()
     errors = []
     for e in exc.errors():
         loc = [str(p) for p in e["loc"]]
@@ -106,7 +122,7 @@ async def post_events(request: Request, ctx: Ctx = Depends(api(Role.responder)))
 
     A 202 answer means the events are committed; the pipeline turns them into alerts and incidents.
     """
-    events, batch = _parse(await request.body())
+    events, batch = parse_events(await request.body())
 
     def normalize() -> list[service.NormalizedEvent]:
         with ctx.session() as s:
@@ -145,3 +161,25 @@ def list_alerts(
 def get_alert(alert_id: PathId, ctx: Ctx = Depends(api())) -> object:
     with ctx.session() as s:
         return service.get_alert(s, alert_id)
+
+
+# --- noise-reduction report (opsdesk.alerts.noise) ------------------------------------------------
+
+
+@router.get("/alerts/noise", response_model=noise.NoiseReportOut, tags=["alerts"])
+def get_noise(
+    ctx: Ctx = Depends(api()),
+    days: Annotated[int, Query(ge=1, le=noise.MAX_DAYS, description="UTC days up to today.")] = 30,
+    source: Annotated[str | None, Query(max_length=100, description="Only this source.")] = None,
+) -> object:
+    """Noise reduction per day and per source: events received, alerts and incidents opened, alerts
+    muted, events per incident and the share of events that did not become an incident."""
+    with ctx.session() as s:
+        return noise.report(s, days=days, source=source, today=ctx.now().date())
+
+
+# ``/alerts/{alert_id}`` above would take "noise" for an id: try this route before it.
+router.routes.insert(
+    next(i for i, r in enumerate(router.routes) if getattr(r, "path", "") == "/alerts/{alert_id}"),
+    router.routes.pop(),
+)

@@ -8,7 +8,8 @@ none of them storing anything:
 1. unknown key → 404 (the same answer for a malformed, rotated or deleted key);
 2. a content type other than JSON (``application/json``, ``application/*+json``) → 415;
 3. when the integration has a secret: missing or wrong ``X-Opsdesk-Signature`` → 401, a
-   ``X-Opsdesk-Timestamp`` more than five minutes off → 401 naming the header;
+   ``X-Opsdesk-Timestamp`` more than five minutes off → 401 naming the header; the same signed
+   request a second time (a replay) → 409;
 4. a body over ``max_body_bytes`` → 413 (the body-limit middleware, before any of this);
 5. a body that is not JSON, or not the source's payload → 422 naming the field;
 6. (generic source only) an unknown service name → 422.
@@ -146,6 +147,22 @@ async def _receive(request: Request, key: str) -> dict[str, Any]:
         normalized = await run_in_threadpool(normalize)
     except OpsdeskError as exc:
         raise _reject("unknown_service", exc) from None
+    if found.secret is not None:
+        signature = request.headers.get(integrations.SIGNATURE_HEADER, "")
+
+        def remember() -> bool:
+            with db.session() as s:
+                return integrations.remember_signature(s, signature, now=now)
+
+        if not await run_in_threadpool(remember):
+            raise _reject(
+                "replayed",
+                OpsdeskError(
+                    detail="this signed request was already received (a replay): sign each delivery anew",
+                    status=409,
+                    title="Replayed request",
+                ),
+            )
     ids = await app.state.event_writer.submit(normalized)
 
     def mark() -> None:
@@ -181,7 +198,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 class IntegrationIn(In):
     name: Name
-    kind: str = Field(description="alertmanager, grafana or generic")
+    kind: str = Field(description="alertmanager, grafana, zabbix, nagios, icinga or generic")
     secret: str | None = Field(
         default=None,
         min_length=16,
@@ -233,7 +250,8 @@ def list_integrations(ctx: Ctx = Depends(api(Role.manager))) -> object:
 def create_integration(
     data: IntegrationIn, request: Request, ctx: Ctx = Depends(api(Role.manager))
 ) -> object:
-    """Create an integration (kind: alertmanager, grafana or generic); its key is in this answer only."""
+    """Create an integration (kind: alertmanager, grafana, zabbix, nagios, icinga or generic); its key
+    is in this answer only."""
     with ctx.session() as s:
         i, key = integrations.create_integration(
             s,

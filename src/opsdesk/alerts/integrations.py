@@ -25,10 +25,11 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from opsdesk.alerts.models import Integration
+from opsdesk.alerts.models import Integration, SeenSignature
 from opsdesk.alerts.sources import REGISTRY
 from opsdesk.audit import service as audit
 from opsdesk.core import crypto
@@ -179,3 +180,19 @@ def mark_used(s: Session, integration_id: int, *, now: datetime) -> None:
         )
         .values(last_used_at=now)
     )
+
+
+def remember_signature(s: Session, signature: str, *, now: datetime) -> bool:
+    """Record an accepted signature; False when it was already seen (a replayed request). Expired
+    records are swept here now and then, so the table stays as small as the tolerance window."""
+    digest = hashlib.sha256(signature.strip().encode()).hexdigest()
+    if secrets.randbelow(50) == 0:
+        s.execute(delete(SeenSignature).where(SeenSignature.expires_at < now))
+    if s.get(SeenSignature, digest) is not None:
+        return False
+    try:
+        with s.begin_nested():
+            s.add(SeenSignature(digest=digest, expires_at=now + timedelta(seconds=2 * MAX_SKEW_SECONDS)))
+    except IntegrityError:  # the same signature in a concurrent request
+        return False
+    return True

@@ -26,7 +26,10 @@ class Event(Base):
     """One thing a source said, kept as received. ``processed_at`` is null until the pipeline ran it."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_pending", "processed_at", "id"),)
+    __table_args__ = (
+        Index("ix_events_pending", "processed_at", "id"),
+        Index("ix_events_alert", "alert_id", "id"),  # an alert's events, newest first
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     received_at: Mapped[datetime]
@@ -139,3 +142,13 @@ class Integration(Base):
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
+
+
+class SeenSignature(Base):
+    """Signatures of signed hook requests accepted within the timestamp tolerance: the same signed
+    request sent again (a replay) is refused. Rows expire with the tolerance."""
+
+    __tablename__ = "seen_signatures"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

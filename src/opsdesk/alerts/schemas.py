@@ -51,3 +51,9 @@ class AlertOut(Out):
     last_seen: datetime
     resolved_at: datetime | None
     event_count: int
+    ci_id: int | None = None
+    rule: str = "default"
+    group_key: str | None = None
+    reopened_count: int = 0
+    muted: bool = False
+    muted_by: dict[str, Any] = Field(default_factory=dict)

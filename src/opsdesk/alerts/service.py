@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from opsdesk.alerts import processing
 from opsdesk.alerts.models import Alert, Event, EventStatus
 from opsdesk.alerts.schemas import EventIn
 from opsdesk.core import metrics
@@ -31,6 +32,7 @@ class NormalizedEvent:
     summary: str
     fingerprint: str | None = None
     service_id: int | None = None
+    ci_id: int | None = None
     labels: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,6 +49,8 @@ def normalize(s: Session, events: list[EventIn], *, batch: bool = False) -> list
     from opsdesk.cmdb import service as cmdb
 
     ids = cmdb.service_ids_by_name(s, names)
+    ci_names = {e.ci for e in events if e.ci}
+    ci_ids = cmdb.ci_ids_by_name(s, ci_names) if ci_names else {}
     out = []
     for i, e in enumerate(events):
         service_id = None
@@ -55,6 +59,14 @@ def normalize(s: Session, events: list[EventIn], *, batch: bool = False) -> list
             if service_id is None:
                 where = f"events[{i}].service" if batch else "service"
                 raise invalid(where, f"no service named {e.service!r}")
+        labels = dict(e.labels)
+        ci_id = None
+        if e.ci:
+            # A host the CMDB does not know is common (monitoring sees more than is recorded):
+            # the name is kept as the ``ci`` label rather than refusing the event.
+            ci_id = ci_ids.get(e.ci)
+            if ci_id is None:
+                labels.setdefault("ci", e.ci)
         out.append(
             NormalizedEvent(
                 source=e.source,
@@ -63,7 +75,8 @@ def normalize(s: Session, events: list[EventIn], *, batch: bool = False) -> list
                 summary=e.summary,
                 fingerprint=e.fingerprint,
                 service_id=service_id,
-                labels=dict(e.labels),
+                ci_id=ci_id,
+                labels=labels,
             )
         )
     return out
@@ -73,6 +86,7 @@ def store_events(s: Session, events: list[NormalizedEvent], *, now: datetime) ->
     """Insert events as pending; returns their ids. One statement for the whole batch."""
     if not events:
         return []
+    _drop_stale_ids(s, events)
     rows = [
         {
             "received_at": now,
@@ -82,6 +96,7 @@ def store_events(s: Session, events: list[NormalizedEvent], *, now: datetime) ->
             "severity": e.severity,
             "summary": e.summary[:1000],
             "service_id": e.service_id,
+            "ci_id": e.ci_id,
             "labels": e.labels,
             "processed_at": None,
             "alert_id": None,
@@ -94,99 +109,34 @@ def store_events(s: Session, events: list[NormalizedEvent], *, now: datetime) ->
     return ids
 
 
+def _drop_stale_ids(s: Session, events: list[NormalizedEvent]) -> None:
+    """A service or CI deleted since its name was resolved (the fast path caches names for a few
+    seconds) must not fail the whole group commit: the event is kept without it, named in a label."""
+    from opsdesk.cmdb.models import ConfigItem, Service
+
+    svc = {e.service_id for e in events if e.service_id is not None}
+    cis = {e.ci_id for e in events if e.ci_id is not None}
+    live_s = set(s.scalars(select(Service.id).where(Service.id.in_(svc)))) if svc else set()
+    live_c = set(s.scalars(select(ConfigItem.id).where(ConfigItem.id.in_(cis)))) if cis else set()
+    for e in events:
+        if e.service_id is not None and e.service_id not in live_s:
+            e.labels = {**e.labels, "deleted_service_id": str(e.service_id)}
+            e.service_id = None
+        if e.ci_id is not None and e.ci_id not in live_c:
+            e.labels = {**e.labels, "deleted_ci_id": str(e.ci_id)}
+            e.ci_id = None
+
+
 def pending_count(s: Session) -> int:
-    return s.scalar(select(func.count()).select_from(Event).where(Event.processed_at.is_(None))) or 0
+    return processing.pending_count(s)
 
 
-def process_pending(s: Session, *, now: datetime, limit: int = 500) -> int:
-    """Run up to ``limit`` pending events, oldest first, through dedup and into incidents."""
-    q = select(Event).where(Event.processed_at.is_(None)).order_by(Event.id).limit(limit)
-    if s.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    events = list(s.scalars(q))
-    # One query for the alerts this batch can touch, instead of one per event.
-    firing = {
-        a.fingerprint: a
-        for a in s.scalars(
-            select(Alert)
-            .where(
-                Alert.fingerprint.in_({ev.fingerprint for ev in events}),
-                Alert.status == EventStatus.firing.value,
-            )
-            .order_by(Alert.id)
-        )
-    }
-    for ev in events:
-        _process(s, ev, now, firing)
-        ev.processed_at = now
-    metrics.EVENTS_PROCESSED.inc(len(events))
-    return len(events)
-
-
-def _process(s: Session, ev: Event, now: datetime, firing: dict[str, Alert]) -> None:
-    """Apply one event to the alert state; ``firing`` maps fingerprints to open alerts and is kept current."""
-    from opsdesk.incidents import correlate as incidents
-
-    alert = firing.get(ev.fingerprint)
-    if ev.status == EventStatus.firing.value:
-        if alert is not None:
-            alert.last_seen = ev.received_at
-            alert.event_count += 1
-            alert.severity = ev.severity
-            alert.summary = ev.summary
-            ev.alert_id = alert.id
-            return
-        alert = Alert(
-            fingerprint=ev.fingerprint,
-            source=ev.source,
-            status=EventStatus.firing.value,
-            severity=ev.severity,
-            summary=ev.summary,
-            service_id=ev.service_id,
-            labels=ev.labels,
-            first_seen=ev.received_at,
-            last_seen=ev.received_at,
-            event_count=1,
-        )
-        s.add(alert)
-        s.flush()
-        firing[ev.fingerprint] = alert
-        ev.alert_id = alert.id
-        metrics.ALERTS_OPENED.inc()
-        alert.incident_id = incidents.on_alert_fired(
-            s,
-            alert_id=alert.id,
-            summary=alert.summary,
-            severity=alert.severity,
-            service_id=alert.service_id,
-            source=alert.source,
-            now=now,
-        )
-        return
-    # resolved
-    if alert is None:
-        return  # nothing firing under this fingerprint: a late or repeated resolve
-    del firing[ev.fingerprint]
-    alert.status = EventStatus.resolved.value
-    alert.resolved_at = ev.received_at
-    alert.last_seen = ev.received_at
-    alert.event_count += 1
-    ev.alert_id = alert.id
-    if alert.incident_id is not None:
-        s.flush()
-        still_firing = s.scalar(
-            select(func.count())
-            .select_from(Alert)
-            .where(Alert.incident_id == alert.incident_id, Alert.status == EventStatus.firing.value)
-        )
-        incidents.on_alert_resolved(
-            s,
-            incident_id=alert.incident_id,
-            alert_id=alert.id,
-            summary=ev.summary,
-            still_firing=still_firing or 0,
-            now=now,
-        )
+def process_pending(
+    s: Session, *, now: datetime, limit: int = 500, config: processing.PipelineConfig | None = None
+) -> int:
+    """Run up to ``limit`` pending events through rules, dedup, mute and correlation
+    (:mod:`opsdesk.alerts.processing`)."""
+    return processing.process_pending(s, now=now, limit=limit, config=config)
 
 
 def resolve_for_incident(s: Session, incident_id: int, *, now: datetime) -> int:
@@ -225,3 +175,19 @@ def list_alerts(
     if before_id:
         q = q.where(Alert.id < before_id)
     return list(s.scalars(q))
+
+
+def move_alerts(
+    s: Session, from_incident_id: int, to_incident_id: int, alert_ids: list[int] | None = None
+) -> int:
+    """Attach alerts of one incident to another (people merging or splitting incidents): all of
+    them, or only ``alert_ids`` among them. Returns how many moved."""
+    from sqlalchemy import update
+
+    if alert_ids is not None and not alert_ids:
+        return 0
+    stmt = update(Alert).where(Alert.incident_id == from_incident_id)
+    if alert_ids is not None:
+        stmt = stmt.where(Alert.id.in_(alert_ids))
+    moved = s.scalars(stmt.values(incident_id=to_incident_id).returning(Alert.id)).all()
+    return len(moved)

@@ -41,7 +41,9 @@ def _id(ref: str) -> int:
 @handle_errors
 def integration_create(
     name: Annotated[str, typer.Argument(help="A name, e.g. prometheus-prod.")],
-    kind: Annotated[str, typer.Option(help="alertmanager, grafana or generic.")] = "alertmanager",
+    kind: Annotated[
+        str, typer.Option(help="alertmanager, grafana, zabbix, nagios, icinga or generic.")
+    ] = "alertmanager",
     service: Annotated[str | None, typer.Option(help="Service for events that name none.")] = None,
     secret_stdin: Annotated[
         bool,

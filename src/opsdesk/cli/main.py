@@ -10,7 +10,17 @@ import typer
 import uvloop
 
 from opsdesk import __version__
-from opsdesk.cli import ascode_cmds, cmdb_cmds, integration_cmds, ops_cmds, people_cmds, probe_cmds
+from opsdesk.cli import (
+    alert_cmds,
+    ascode_cmds,
+    cmdb_cmds,
+    integration_cmds,
+    ops_cmds,
+    people_cmds,
+    postmortem_cmds,
+    probe_cmds,
+    silence_cmds,
+)
 from opsdesk.cli.common import clock, console, database, err, handle_errors, session, settings
 from opsdesk.runtime.tuning import tune_gc
 
@@ -28,6 +38,9 @@ ops_cmds.register(app)
 ascode_cmds.register(app)
 probe_cmds.register(app)
 integration_cmds.register(app)
+alert_cmds.register(app)
+postmortem_cmds.register(app)
+silence_cmds.register(app)
 
 
 @app.command()

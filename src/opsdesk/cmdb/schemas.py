@@ -16,6 +16,7 @@ class ServiceIn(In):
     description: Text = ""
     owner_team_id: DbId | None = None
     attributes: Attributes
+    public_status: bool = False  # shown on the public status page (/status)
 
 
 class ServiceUpdate(In):
@@ -23,6 +24,7 @@ class ServiceUpdate(In):
     description: Text | None = None
     owner_team_id: DbId | None = None
     attributes: dict[str, Any] | None = None
+    public_status: bool | None = None
 
 
 class ServiceOut(Out):
@@ -31,6 +33,7 @@ class ServiceOut(Out):
     description: str
     owner_team_id: int | None
     attributes: dict[str, Any]
+    public_status: bool
     created_at: datetime
     updated_at: datetime
 

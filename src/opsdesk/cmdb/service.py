@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from opsdesk.audit import service as audit
@@ -14,7 +15,7 @@ from opsdesk.cmdb.schemas import CIIn, CIUpdate, NodeKind, RelationshipIn, Servi
 from opsdesk.core.actor import Actor
 from opsdesk.core.errors import OpsdeskError, conflict, invalid, not_found
 
-SERVICE_FIELDS = ["name", "description", "owner_team_id", "attributes"]
+SERVICE_FIELDS = ["name", "description", "owner_team_id", "attributes", "public_status"]
 CI_FIELDS = ["name", "ci_class", "description", "owner_team_id", "attributes"]
 # Edges whose target the source needs: the target cannot be deleted while they exist.
 DEPENDENCY_TYPES = (RelationType.depends_on.value, RelationType.runs_on.value)
@@ -62,6 +63,14 @@ def service_ids_by_name(s: Session, names: set[str]) -> dict[str, int]:
     return {n: i for n, i in s.execute(select(Service.name, Service.id).where(Service.name.in_(names)))}
 
 
+def ci_ids_by_name(s: Session, names: set[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    return {
+        n: i for n, i in s.execute(select(ConfigItem.name, ConfigItem.id).where(ConfigItem.name.in_(names)))
+    }
+
+
 def list_services(
     s: Session, *, after_id: int = 0, limit: int = 100, q: str | None = None, owner_team_id: int | None = None
 ) -> list[Service]:
@@ -90,7 +99,7 @@ def update_service(
     svc = get_service(s, service_id)
     before = audit.snapshot(svc, SERVICE_FIELDS)
     changes = data.model_dump(exclude_unset=True)
-    _refuse_nulls(changes, ("name", "description", "attributes"))
+    _refuse_nulls(changes, ("name", "description", "attributes", "public_status"))
     if changes.get("name") and changes["name"] != svc.name and get_service_by_name(s, changes["name"]):
         raise conflict(f"a service named {changes['name']!r} already exists")
     if "owner_team_id" in changes:
@@ -340,3 +349,78 @@ def upstream_cis(s: Session, ci_id: int, *, max_depth: int = 10) -> set[int]:
             break
         seen |= frontier
     return seen
+
+
+# --- the dependency graph, for correlation -----------------------------------------------------
+
+Node = tuple[str, int]  # ("service" | "ci", id)
+
+
+class DependencyGraph:
+    """Every relationship as a directed edge ``source -> target`` ("source needs target"), for
+    every type: ``depends_on`` and ``runs_on`` obviously, and ``connects_to`` because a host that
+    connects through a switch loses its network with it. ``runs_on`` edges are also kept as
+    "what runs on this" (an application on its pods, VMs on their hypervisor)."""
+
+    def __init__(self, edges: list[tuple[Node, Node, str]]):
+        self.needs: dict[Node, set[Node]] = {}
+        self.needed_by: dict[Node, set[Node]] = {}
+        self.hosted: dict[Node, set[Node]] = {}
+        for src, tgt, kind in edges:
+            self.needs.setdefault(src, set()).add(tgt)
+            self.needed_by.setdefault(tgt, set()).add(src)
+            if kind == RelationType.runs_on.value:
+                self.hosted.setdefault(tgt, set()).add(src)
+
+    @staticmethod
+    def _walk(start: Node, adj: dict[Node, set[Node]], max_depth: int) -> set[Node]:
+        seen: set[Node] = set()
+        frontier = {start}
+        for _ in range(max_depth):
+            nxt = {n for f in frontier for n in adj.get(f, ())} - seen - {start}
+            if not nxt:
+                break
+            seen |= nxt
+            frontier = nxt
+        return seen
+
+    def upstream(self, node: Node, max_depth: int = 10) -> set[Node]:
+        """What ``node`` needs, directly or not."""
+        return self._walk(node, self.needs, max_depth)
+
+    def downstream(self, node: Node, max_depth: int = 10) -> set[Node]:
+        """What needs ``node``, directly or not."""
+        return self._walk(node, self.needed_by, max_depth)
+
+    def runs_here(self, node: Node) -> set[Node]:
+        """What runs directly on ``node`` (the sources of its ``runs_on`` edges)."""
+        return self.hosted.get(node, set())
+
+    def owning_service(self, ci_id: int) -> int | None:
+        """The one service that directly needs this CI (the CMDB's "CI belongs to service"), or None
+        when there is none or more than one."""
+        owners = [n for n in self.needed_by.get(("ci", ci_id), ()) if n[0] == "service"]
+        return owners[0][1] if len(owners) == 1 else None
+
+
+_graph_cache: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], DependencyGraph]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def dependency_graph(s: Session) -> DependencyGraph:
+    """The whole graph, cached per engine and rebuilt only when relationships were added or removed
+    (one small query tells). Relationships are never edited in place, so their count and highest
+    id identify the set."""
+    stamp = tuple(s.execute(select(func.count(Relationship.id), func.max(Relationship.id))).one())
+    engine = s.get_bind()
+    cached = _graph_cache.get(engine)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    edges: list[tuple[Node, Node, str]] = []
+    for rel in s.scalars(select(Relationship)):
+        (sk, sid), (tk, tid) = relationship_ends(rel)
+        edges.append(((sk, sid), (tk, tid), rel.type))
+    graph = DependencyGraph(edges)
+    _graph_cache[engine] = (stamp, graph)
+    return graph

@@ -108,6 +108,8 @@ def _schema_fields(form: dict[str, str]) -> dict[str, Any]:
     }
     if "ci_class" in form:
         fields["class"] = form["ci_class"]  # the form cannot say "class": it names a Python parameter
+    if "public_status" in form:  # services' edit form: a checkbox, sent only when ticked
+        fields["public_status"] = form["public_status"] == "on"
     return fields
 
 
@@ -293,6 +295,8 @@ def _node_form_defaults(node: Node) -> dict[str, str]:
     }
     if isinstance(node, ConfigItem):
         form["ci_class"] = node.ci_class
+    else:
+        form["public_status"] = "on" if node.public_status else ""
     return form
 
 
@@ -474,9 +478,15 @@ def ci_detail(request: Request, ci_id: PathId, ctx: ViewerCtx) -> HTMLResponse:
 
 @router.post("/services/{service_id}", response_model=None)
 def service_update(
-    request: Request, service_id: PathId, ctx: ManagerCtx, form: NodeForm, attributes: FormText = ""
+    request: Request,
+    service_id: PathId,
+    ctx: ManagerCtx,
+    form: NodeForm,
+    attributes: FormText = "",
+    public_status: FormText = "",
 ) -> Response:
-    return _update_node(request, ctx, SERVICES, service_id, {**form, "attributes": attributes})
+    form = {**form, "attributes": attributes, "public_status": public_status}
+    return _update_node(request, ctx, SERVICES, service_id, form)
 
 
 @router.post("/cis/{ci_id}", response_model=None)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -59,6 +60,14 @@ class Settings(BaseSettings):
     probe_canaries: str = ""
     probe_concurrency: int = Field(default=256, ge=1, le=10_000)
 
+    # Alerts (rules override these per alert): a resolved alert that fires again within the reopen
+    # window reopens (and so does its incident) instead of opening a new one; alerts on CIs or
+    # services linked in the CMDB join each other's incident within the group window; the group-by
+    # labels (comma-separated; empty: by service, else CI, else alertname) split incidents.
+    alert_reopen_window_seconds: int = Field(default=900, ge=0, le=30 * 86400)
+    alert_group_window_seconds: int = Field(default=600, ge=0, le=30 * 86400)
+    alert_group_by: str = ""
+
     # Metrics store (opsdesk.metrics): days kept per resolution in the built-in SQL store, or a
     # Prometheus-compatible remote store (remote-write out, query API in) when both URLs are set.
     metrics_raw_retention_days: int = Field(default=7, ge=1)
@@ -71,6 +80,32 @@ class Settings(BaseSettings):
     metrics_remote_bearer_token: SecretStr = SecretStr("")
     metrics_remote_username: str = ""
     metrics_remote_password: SecretStr = SecretStr("")
+
+    # Postmortems: incidents of these priorities cannot be closed until their postmortem is
+    # published. Environment: comma-separated (``P1,P2``) or a JSON list; empty: none required.
+    postmortem_required_priorities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["P1", "P2"]
+    )
+
+    @field_validator("postmortem_required_priorities", mode="before")
+    @classmethod
+    def _split_priorities(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [p.strip().upper() for p in text.split(",") if p.strip()]
+        return v
+
+    @field_validator("postmortem_required_priorities")
+    @classmethod
+    def _known_priorities(cls, v: list[str]) -> list[str]:
+        bad = [p for p in v if p not in ("P1", "P2", "P3", "P4", "P5")]
+        if bad:
+            raise ValueError(f"unknown priorities {bad}: use P1 to P5")
+        return v
 
     @model_validator(mode="after")
     def _defaults_from_data_dir(self) -> Settings:

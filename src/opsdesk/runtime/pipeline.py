@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
+from opsdesk.alerts import processing
 from opsdesk.alerts import service as alerts
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
@@ -16,16 +18,38 @@ log = logging.getLogger("opsdesk.pipeline")
 class Pipeline:
     # Batches of 200 keep each transaction short, so SQLite's single write lock is not held for long
     # while ingestion waits to commit.
-    def __init__(self, db: Database, clock: Clock, *, batch: int = 200, idle_wait: float = 1.0):
+    # Muted alerts are checked for ended silences and maintenance windows this often (seconds).
+    UNMUTE_EVERY = 15.0
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        batch: int = 200,
+        idle_wait: float = 1.0,
+        config: processing.PipelineConfig | None = None,
+    ):
         self.db = db
         self.clock = clock
         self.batch = batch
         self.idle_wait = idle_wait
+        self.config = config or processing.PipelineConfig()
         self.wake = asyncio.Event()
+        self._unmuted_at = 0.0
 
     def _step(self) -> int:
         with self.db.session() as s:
-            return alerts.process_pending(s, now=self.clock.now(), limit=self.batch)
+            return alerts.process_pending(s, now=self.clock.now(), limit=self.batch, config=self.config)
+
+    def _unmute(self) -> int:
+        with self.db.session() as s:
+            return processing.unmute_expired(s, now=self.clock.now(), config=self.config)
+
+    async def unmute(self) -> int:
+        """Correlate the firing alerts whose silences or maintenance windows have ended."""
+        self._unmuted_at = time.monotonic()
+        return await asyncio.to_thread(self._unmute)
 
     async def drain(self) -> int:
         """Process every pending event; returns how many."""
@@ -37,7 +61,10 @@ class Pipeline:
     async def run(self, stop: asyncio.Event, after: asyncio.Event | None = None) -> None:
         while not stop.is_set():
             try:
-                if await self.drain() and after is not None:
+                n = await self.drain()
+                if time.monotonic() - self._unmuted_at >= self.UNMUTE_EVERY:
+                    n += await self.unmute()
+                if n and after is not None:
                     after.set()
             except Exception:
                 log.exception("pipeline step failed; retrying")

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from opsdesk.alerts.processing import PipelineConfig
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
 from opsdesk.core.settings import Settings
@@ -35,7 +36,7 @@ class Runtime:
         self.clock = clock
         self.roles = roles
         self.stop_event = asyncio.Event()
-        self.pipeline = Pipeline(db, clock)
+        self.pipeline = Pipeline(db, clock, config=PipelineConfig.from_settings(settings))
         self.store = make_store(settings, db, clock=clock)
         self.scheduler = Scheduler(
             db,

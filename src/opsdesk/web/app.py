@@ -13,7 +13,9 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 
 from opsdesk import __version__
+from opsdesk.alerts.admin_api import router as alert_admin_router
 from opsdesk.alerts.api import router as alerts_router
+from opsdesk.alerts.fastpath import EventsEndpoint
 from opsdesk.alerts.hooks import hook_router
 from opsdesk.alerts.hooks import router as integrations_router
 from opsdesk.alerts.service import store_events
@@ -25,6 +27,7 @@ from opsdesk.core.clock import Clock, SystemClock
 from opsdesk.core.db import Database
 from opsdesk.core.settings import Settings
 from opsdesk.incidents.api import router as incidents_router
+from opsdesk.incidents.postmortem_api import router as postmortems_router
 from opsdesk.metrics import views as metrics_views
 from opsdesk.metrics.api import router as metrics_router
 from opsdesk.monitoring import ping
@@ -108,7 +111,9 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Outermost: heartbeat pings are answered before routing (the hottest route of all).
+    # Outermost: the hottest routes, answered before routing: events (their happy path; see
+    # alerts.fastpath) and heartbeat pings.
+    app.add_middleware(EventsEndpoint, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ping.PingEndpoint, max_body_bytes=settings.max_body_bytes)
 
     for router in (
@@ -117,8 +122,10 @@ def create_app(
         monitoring_router,
         probe_router,
         alerts_router,
+        alert_admin_router,
         integrations_router,
         incidents_router,
+        postmortems_router,
         audit_router,
         ascode_router,
         metrics_router,

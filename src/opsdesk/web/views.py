@@ -8,12 +8,16 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from opsdesk.alerts.admin_views import router as alert_admin_pages
+from opsdesk.alerts.views import router as alert_pages
 from opsdesk.audit.views import router as audit_pages
 from opsdesk.auth import service as auth
 from opsdesk.auth.views import router as auth_pages
 from opsdesk.cmdb import service as cmdb
 from opsdesk.cmdb.views import router as cmdb_pages
 from opsdesk.incidents import service as incidents
+from opsdesk.incidents.postmortem_views import router as postmortem_pages
+from opsdesk.incidents.statuspage import router as status_pages
 from opsdesk.incidents.views import router as incident_pages
 from opsdesk.monitoring import service as monitoring
 from opsdesk.monitoring.views import router as monitor_pages
@@ -22,6 +26,10 @@ from opsdesk.web.render import render
 
 router = APIRouter(include_in_schema=False)
 router.include_router(incident_pages)
+router.include_router(postmortem_pages)
+router.include_router(status_pages)
+router.include_router(alert_pages)
+router.include_router(alert_admin_pages)
 router.include_router(monitor_pages)
 router.include_router(cmdb_pages)
 router.include_router(auth_pages)

@@ -1,0 +1,202 @@
+"""The fast path for ``POST /api/v1/events``: the ingestion hot path without the framework.
+
+A plain ASGI handler in front of the application (like the heartbeat endpoint) answers the
+common case itself: a bearer token of a responder or better, a JSON body that validates, service
+and CI names that exist. It keeps short-lived caches of token digests and of service and CI
+names (:data:`CACHE_SECONDS`), so a burst of single-event requests costs no database read per
+request; the events are committed by the group-commit writer before the 202 goes out, exactly as
+on the routed path.
+
+Anything else (no or unknown token, cookie sessions, invalid JSON, unknown names, a body over the
+limit) is handed to the application with the body replayed, so every error is answered by the
+routed endpoint (:func:`opsdesk.alerts.api.post_events`) with the same problem+json as before
+and counted once. A revoked token or a renamed service is seen within :data:`CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from opsdesk.alerts import service
+from opsdesk.alerts.api import parse_events
+from opsdesk.alerts.schemas import EventIn
+from opsdesk.core.actor import Role
+from opsdesk.core.errors import OpsdeskError
+from opsdesk.core.security import token_digest
+
+PATH = "/api/v1/events"
+CACHE_SECONDS = 5.0
+_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+class _TTLCache:
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.data: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> tuple[bool, Any]:
+        hit = self.data.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return False, None
+        return True, hit[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self.data) >= self.max_entries:
+            self.data.clear()
+        self.data[key] = (time.monotonic() + self.ttl, value)
+
+
+class EventsEndpoint:
+    """Answers the happy path of ``POST /api/v1/events``; passes everything else on."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.tokens = _TTLCache(cache_seconds)
+        self.services = _TTLCache(cache_seconds)
+        self.cis = _TTLCache(cache_seconds)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        token = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                token = value
+            elif name == b"content-length":
+                try:
+                    if int(value) > self.max_body_bytes:  # the body-limit middleware answers
+                        await self.app(scope, receive, send)
+                        return
+                except ValueError:
+                    pass
+        if token[:7].lower() != b"bearer " or len(token) < 16:
+            await self.app(scope, receive, send)
+            return
+        body, over, more = await _read_body(receive, self.max_body_bytes)
+        replay = _replay(body, receive, more)
+        if over:  # the body-limit middleware answers
+            await self.app(scope, replay, send)
+            return
+        state = scope["app"].state
+        ok = await self._allowed(state, token[7:].strip().decode("latin-1"))
+        if not ok:
+            await self.app(scope, replay, send)
+            return
+        try:
+            events, _batch = parse_events(body, count_rejects=False)
+        except OpsdeskError:
+            await self.app(scope, replay, send)
+            return
+        normalized = await self._normalize(state, events)
+        if normalized is None:
+            await self.app(scope, replay, send)
+            return
+        ids = await state.event_writer.submit(normalized)
+        out = orjson.dumps({"accepted": len(ids), "ids": ids})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [*_HEADERS, (b"content-length", str(len(out)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": out})
+
+    async def _allowed(self, state: Any, token: str) -> bool:
+        digest = token_digest(token)
+        hit, role = self.tokens.get(digest)
+        if not hit:
+
+            def lookup() -> Role | None:
+                from opsdesk.auth import service as auth
+
+                with state.db.session() as s:
+                    user = auth.user_for_token(s, token, now=state.clock.now())
+                    return Role(user.role) if user is not None else None
+
+            role = await run_in_threadpool(lookup)
+            self.tokens.put(digest, role)
+        return role is not None and role.at_least(Role.responder)
+
+    async def _normalize(self, state: Any, events: list[EventIn]) -> list[service.NormalizedEvent] | None:
+        """Events with their names resolved from the caches; None when a name is unknown."""
+        need_s = {e.service for e in events if e.service and not self.services.get(e.service)[0]}
+        need_c = {e.ci for e in events if e.ci and not self.cis.get(e.ci)[0]}
+        if need_s or need_c:
+
+            def lookup() -> tuple[dict[str, int], dict[str, int]]:
+                from opsdesk.cmdb import service as cmdb
+
+                with state.db.session() as s:
+                    return cmdb.service_ids_by_name(s, need_s), cmdb.ci_ids_by_name(s, need_c)
+
+            found_s, found_c = await run_in_threadpool(lookup)
+            for name in need_s:
+                self.services.put(name, found_s.get(name))
+            for name in need_c:
+                self.cis.put(name, found_c.get(name))
+        out = []
+        for e in events:
+            service_id = None
+            labels = dict(e.labels)
+            if e.service:
+                service_id = self.services.get(e.service)[1]
+                if service_id is None:
+                    return None  # the routed endpoint refuses it, naming the field
+            ci_id = None
+            if e.ci:
+                ci_id = self.cis.get(e.ci)[1]
+                if ci_id is None:
+                    labels.setdefault("ci", e.ci)
+            out.append(
+                service.NormalizedEvent(
+                    source=e.source,
+                    status=e.status.value,
+                    severity=e.severity.value,
+                    summary=e.summary,
+                    fingerprint=e.fingerprint,
+                    service_id=service_id,
+                    ci_id=ci_id,
+                    labels=labels,
+                )
+            )
+        return out
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:
+    """What was read of the body, whether it went over ``limit`` (reading stops there), and whether
+    more is left unread."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), False, False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        more = bool(message.get("more_body", False))
+        if size > limit or not more:
+            return b"".join(chunks), size > limit, more
+
+
+def _replay(body: bytes, receive: Receive, more: bool) -> Receive:
+    """A ``receive`` that gives the application the body already read, then the rest."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        return await receive()
+
+    return replay
