@@ -39,6 +39,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2 at its production cost takes about 170 ms per hash here, and most tests create four
+    users: the same algorithm at its minimum cost keeps every code path (hash, verify, a wrong
+    password) and saves minutes of CI. Processes the tests start (CLI, serve) keep the real cost."""
+    from argon2 import PasswordHasher
+
+    from opsdesk.core import security
+
+    saved = security._hasher
+    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    security._hasher = saved
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """For modules that run on SQLite only (``db_url = ...`` aliasing this): the role matrices,
+    the bad-input refusals and the page renderings, which decide nothing that differs between
+    the databases and whose PostgreSQL legs made CI too long; the domain and API tests under them
+    run every query on PostgreSQL."""
+    return f"sqlite:///{tmp_path / 'opsdesk.db'}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":

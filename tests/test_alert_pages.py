@@ -37,6 +37,12 @@ HTML = {"accept": "text/html"}
 # --- helpers -------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
+
+
 def run_pipeline(db, clock) -> int:  # type: ignore[no-untyped-def]
     total = 0
     while True:

@@ -91,6 +91,12 @@ class Api:
 
 
 @pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
+
+
+@pytest.fixture
 def accounts(db: Database, clock: ManualClock) -> dict[str, Account]:
     """conftest's ``accounts`` without passwords: only tokens are used here, and hashing four
     passwords with argon2 for each of the many cases below would double the run time."""

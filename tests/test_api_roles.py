@@ -14,9 +14,8 @@ here, so no future route escapes the check.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,11 +38,9 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> Iterator[str]:
-    """This matrix runs on SQLite only: who may do what does not depend on the database, every
-    case seeds a world and compares every table, and its PostgreSQL leg was the longest part of
-    CI. Each route's behaviour on PostgreSQL is tested in its own domain's tests."""
-    yield f"sqlite:///{tmp_path / 'opsdesk.db'}"
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
 
 
 @pytest.fixture

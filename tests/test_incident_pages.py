@@ -48,6 +48,12 @@ CHROMIUM_ARGS = [
 # --- the world -----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
+
+
 def _fire(db: Database, clock: ManualClock, summary: str, service_id: int | None, **labels: str) -> int:
     with db.session() as s:
         alerts.store_events(

@@ -24,6 +24,12 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 AUDIT_ROW = re.compile(r'<tr id="audit-(\d+)">')
 
 
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
+
+
 def login(client: TestClient, email: str, password: str = PASSWORD) -> str:
     """Sign in through the form and return the CSRF token of the session."""
     r = client.post("/login", data={"email": email, "password": password})

@@ -33,6 +33,12 @@ class Env:
 
 
 @pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
+
+
+@pytest.fixture
 def env(db: Database, tmp_path: Path) -> Iterator[Env]:
     """Runs on SQLite and PostgreSQL through the shared ``db`` fixture."""
     ids = {}

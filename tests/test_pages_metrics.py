@@ -33,6 +33,12 @@ browser = test_browser.browser
 SHOTS = Path(os.environ.get("OPSDESK_SHOTS", "/tmp/opsdesk-shots"))
 
 
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
+
+
 def _as(client, accounts, role: str = "viewer") -> str:  # type: ignore[no-untyped-def]
     return login(client, accounts[role].email, PASSWORD)
 

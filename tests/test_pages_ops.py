@@ -14,6 +14,12 @@ HTML = {"accept": "text/html"}
 
 
 @pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
+
+
+@pytest.fixture
 def incident(db, clock) -> int:
     with db.session() as s:
         alerts.store_events(

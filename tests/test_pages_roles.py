@@ -4,9 +4,6 @@ cannot escape the check (the API has the same matrix in test_api_roles.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import func, select
@@ -131,11 +128,9 @@ PAGES = [
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> Iterator[str]:
-    """This matrix runs on SQLite only: who may do what does not depend on the database, every
-    case seeds a world and compares every table, and its PostgreSQL leg was the longest part of
-    CI. Each route's behaviour on PostgreSQL is tested in its own domain's tests."""
-    yield f"sqlite:///{tmp_path / 'opsdesk.db'}"
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: see ``sqlite_url`` in conftest."""
+    return sqlite_url
 
 
 @pytest.fixture
