@@ -818,6 +818,7 @@ def _engine_key(config: SnmpConfig) -> str:
 
 
 _ENGINES = _Engines()
+ENGINE_BUILD_TIMEOUT = 60.0
 _BULK_VARBINDS = 100  # varbinds asked for per GETBULK request
 _MAX_ROWS = 2000  # per walked column
 
@@ -1050,9 +1051,14 @@ class SnmpCheck(CheckType):
         engine: _Engine | None = None
         suspect = False  # the engine may hold stale state about this agent: retire it (v3)
         try:
+            # The engine is our own cost (built once per credential set, ~60 ms of CPU, longer on a
+            # busy machine while many are built at once): it is not the agent's answer time, so it
+            # is bounded on its own and the check's timeout starts after it.
+            async with asyncio.timeout(ENGINE_BUILD_TIMEOUT):
+                engine = await _ENGINES.acquire(_engine_key(config))
+            started = time.perf_counter()
             async with asyncio.timeout(timeout):
                 transport = await _transport(host, port, per_try, config.retries)
-                engine = await _ENGINES.acquire(_engine_key(config))
                 session = _Session(engine.engine, _auth_data(config), transport, config)
                 if config.mode == "interfaces":
                     outcome = await self._interfaces(session, target, config)
@@ -1060,6 +1066,9 @@ class SnmpCheck(CheckType):
                     outcome = await self._get(session, target, config)
                 engine.answered.add(where)
         except (TimeoutError, _NoAnswer):
+            if engine is None:
+                why = f"the prober could not build an SNMP engine within {ENGINE_BUILD_TIMEOUT:g}s"
+                return CheckOutcome(False, f"{why} (overloaded)")
             # An agent that answered this engine before and now does not may have a new snmpEngineID.
             suspect = engine is not None and where in engine.answered
             return self._no_answer(where, timeout, config, session)
