@@ -1,15 +1,18 @@
 """Event ingestion against Debian's prometheus-alertmanager: ``python bench/ingest.py``.
 
     python bench/ingest.py [--events 20000] [--concurrency 32] [--db sqlite|postgresql|both]
+                           [--layout one|split|both]
 
-For each database, starts a real ``opsdesk serve`` (roles web and pipeline, a fresh database) and
-measures, with loopback clients:
+For each database and layout, starts real ``opsdesk serve`` processes on a fresh database: one
+process with roles web and pipeline (the default install), or a web process and a pipeline
+process (the scale-out shape, which shows what taking events costs apart from what processing
+them costs). It measures, with loopback clients:
 
 1. **single**: ``--events`` events, one per ``POST /api/v1/events``; **batched**: the same number
    in batches of 100. Events cycle over 2,000 alerts on 20 services, so the pipeline deduplicates
    as it would in a storm. Reported: events acknowledged per second (a 202 means committed), the
-   server's CPU seconds (user + system, from /proc) while it took them and until the pipeline had
-   processed them, and events per CPU-second of the opsdesk process.
+   servers' CPU seconds (user + system, from /proc) while they took them and until the pipeline had
+   processed them, and events per CPU-second of each opsdesk process.
 2. **latency**: 2,000 events with new fingerprints at 200/s; for each, the time from its 202 to
    the moment a poller sees it processed into an alert in an incident: p50, p99, max.
 3. **ack/resolve**: with 10,000 more alerts firing (14,000 in all, in one incident per service), each
@@ -122,7 +125,9 @@ def am_alert(i: int) -> dict[str, Any]:
 
 
 class Opsdesk:
-    def __init__(self, db_url: str | None) -> None:
+    def __init__(self, db_url: str | None, split: bool = False) -> None:
+        self.split = split
+        self.pipeline_proc: subprocess.Popen[bytes] | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="opsdesk-bench-"))
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("OPSDESK_")}
@@ -130,7 +135,7 @@ class Opsdesk:
             OPSDESK_DATA_DIR=str(self.tmp),
             OPSDESK_PORT=str(self.port),
             OPSDESK_LOG_LEVEL="WARNING",
-            OPSDESK_ROLES="web,pipeline",
+            OPSDESK_ROLES="web" if split else "web,pipeline",
         )
         self.schema = None
         if db_url:
@@ -162,6 +167,13 @@ class Opsdesk:
         self.proc = subprocess.Popen(
             [OPSDESK, "serve"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        if self.split:
+            self.pipeline_proc = subprocess.Popen(
+                [OPSDESK, "serve"],
+                env={**self.env, "OPSDESK_ROLES": "pipeline"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         self.db = Database(self.db_url)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -176,8 +188,14 @@ class Opsdesk:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid)
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds of the process taking events, and of the pipeline process (0 in one process)."""
+        pipe = cpu_seconds(self.pipeline_proc.pid) if self.pipeline_proc else 0.0
+        return cpu_seconds(self.proc.pid), pipe
+
+    @property
+    def layout(self) -> str:
+        return "web + pipeline processes" if self.split else "one process"
 
     def pending(self) -> int:
         with self.db.session() as s:
@@ -188,8 +206,10 @@ class Opsdesk:
             await asyncio.sleep(0.05)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        for proc in (self.proc, self.pipeline_proc):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
         self.db.dispose()
         if self.schema:
             with create_engine(PG_URL).begin() as c:
@@ -205,17 +225,25 @@ async def throughput(o: Opsdesk, label: str, bodies: list[Any], per: int, conc: 
         nonlocal accepted
         accepted += answer["accepted"]
 
-    cpu0, t0 = o.cpu(), time.perf_counter()
+    (web0, pipe0), t0 = o.cpu(), time.perf_counter()
     lat = await post_all(url, o.headers, bodies, conc, 202, ok)
     took = time.perf_counter() - t0
-    cpu_ack = o.cpu() - cpu0
+    web_ack = o.cpu()[0] - web0
     await o.drained()
     drained = time.perf_counter() - t0
-    cpu_all = o.cpu() - cpu0
+    web1, pipe1 = o.cpu()
+    web_all, pipe_all = web1 - web0, pipe1 - pipe0
     n = len(bodies) * per
+    if o.split:
+        cpu = (
+            f"{n / web_all:8.0f} events/CPU-s in the web process, {n / pipe_all:8.0f} in the pipeline,"
+            f" {n / (web_all + pipe_all):8.0f} in both"
+        )
+    else:
+        cpu = f"{n / web_ack:8.0f} events/CPU-s while acking, {n / web_all:8.0f} incl. the pipeline"
     print(
-        f"  {label:8s} {n / took:8.0f} events/s acked  {n / cpu_ack:8.0f} events/CPU-s while acking"
-        f"  {n / cpu_all:8.0f} events/CPU-s incl. pipeline (drained {drained - took:.2f} s after last ack)"
+        f"  {label:8s} {n / took:8.0f} events/s acked  {cpu}"
+        f"  (drained {drained - took:.2f} s after the last ack)"
         f"  request p50 {pct(lat, 0.5):.1f} ms p99 {pct(lat, 0.99):.1f} ms"
     )
     return accepted
@@ -321,11 +349,14 @@ async def ack_resolve(o: Opsdesk, conc: int) -> int:
     return sent
 
 
-async def bench_opsdesk(db: str, events: int, conc: int) -> None:
-    o = Opsdesk(PG_URL if db == "postgresql" else None)
+async def bench_opsdesk(db: str, events: int, conc: int, split: bool) -> None:
+    o = Opsdesk(PG_URL if db == "postgresql" else None, split=split)
     o.start()
     try:
-        print(f"opsdesk on {db}: {events} events, {conc} concurrent clients, python {sys.version.split()[0]}")
+        print(
+            f"opsdesk on {db}, {o.layout}: {events} events, {conc} concurrent clients,"
+            f" python {sys.version.split()[0]}"
+        )
         acked = await throughput(o, "single", [event(i) for i in range(events)], 1, conc)
         batches = [[event(events + b * 100 + j) for j in range(100)] for b in range(events // 100)]
         acked += await throughput(o, "batch100", batches, 100, conc)
@@ -402,8 +433,10 @@ async def bench_alertmanager(events: int, conc: int) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    layouts = [False, True] if args.layout == "both" else [args.layout == "split"]
     for db in dbs:
-        await bench_opsdesk(db, args.events, args.concurrency)
+        for split in layouts:
+            await bench_opsdesk(db, args.events, args.concurrency, split)
     await bench_alertmanager(args.events, args.concurrency)
 
 
@@ -412,6 +445,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--layout",
+        choices=["one", "split", "both"],
+        default="both",
+        help="one process with roles web and pipeline, or a web process and a pipeline process",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -478,3 +478,33 @@ def test_an_alert_on_what_an_application_runs_on_joins_what_the_application_need
     )
     db_alert, pod_alert = all_alerts(db)
     assert pod_alert.ci_id == pod and pod_alert.incident_id == db_alert.incident_id
+
+
+def test_a_batch_mixing_repeats_resolves_and_refires_keeps_every_alert_exact(db):
+    """Alerts that only repeat in a batch are added up in one statement; those that change state in
+    it go through one by one: both, in one batch, come out as if each event were applied alone."""
+    send(db, T0, fire("steady", fingerprint="a"), fire("flaps", fingerprint="b"))
+    later = T0 + timedelta(minutes=1)
+    send(
+        db,
+        later,
+        fire("steady again", fingerprint="a", severity="critical"),
+        fire("flaps", fingerprint="b"),
+        fire("steady once more", fingerprint="a"),
+        resolve("flaps", fingerprint="b"),
+        fire("flaps back", fingerprint="b"),
+        fire("new one", fingerprint="c"),
+        fire("new one", fingerprint="c"),
+    )
+    by_fp = {a.fingerprint: a for a in all_alerts(db)}
+    assert len(all_alerts(db)) == 3
+    a, b, c = by_fp["a"], by_fp["b"], by_fp["c"]
+    assert (a.status, a.event_count, a.summary, a.severity) == ("firing", 3, "steady once more", "error")
+    assert a.first_seen == T0 and a.last_seen == later
+    assert (b.status, b.event_count, b.reopened_count, b.summary) == ("firing", 4, 1, "flaps back")
+    assert b.resolved_at is None
+    assert (c.status, c.event_count) == ("firing", 2)
+    with db.session() as s:
+        events = list(s.scalars(select(Event).order_by(Event.id)))
+    assert all(e.processed_at is not None for e in events)
+    assert [e.alert_id for e in events] == [a.id, b.id, a.id, b.id, a.id, b.id, b.id, c.id, c.id]

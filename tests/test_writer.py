@@ -67,3 +67,44 @@ async def test_submit_before_start_is_refused(db):
     writer: BatchWriter[int, int] = BatchWriter(db, lambda s, items: items)
     with pytest.raises(RuntimeError):
         await writer.submit([1])
+
+
+async def test_a_service_deleted_after_its_name_was_resolved_is_kept_as_a_label(db, clock):
+    """The fast path caches names for seconds: the optimistic write fails on the foreign key, and
+    the careful retry keeps the event (and the others of the batch) with the id in a label."""
+    from opsdesk.cmdb import service as cmdb
+    from opsdesk.cmdb.schemas import ServiceIn
+    from opsdesk.core.actor import SYSTEM
+
+    with db.session() as s:
+        gone = cmdb.create_service(s, ServiceIn(name="gone"), actor=SYSTEM, now=clock.now()).id
+        kept = cmdb.create_service(s, ServiceIn(name="kept"), actor=SYSTEM, now=clock.now()).id
+    with db.session() as s:
+        cmdb.delete_service(s, gone, actor=SYSTEM, now=clock.now())
+    tries: list[bool] = []
+
+    def write(check: bool):  # type: ignore[no-untyped-def]
+        def run(s, items):  # type: ignore[no-untyped-def]
+            tries.append(check)
+            return alerts.store_events(s, items, now=clock.now(), check_refs=check)
+
+        return run
+
+    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, write(False), retry_write=write(True))
+    writer.start()
+    try:
+        stale = alerts.NormalizedEvent(
+            source="t", status="firing", severity="info", summary="a", service_id=gone
+        )
+        fine = alerts.NormalizedEvent(
+            source="t", status="firing", severity="info", summary="b", service_id=kept
+        )
+        results = await asyncio.gather(writer.submit([stale]), writer.submit([fine]))
+    finally:
+        writer.stop()
+    assert tries[0] is False and True in tries  # the optimistic write failed, the careful one ran
+    with db.session() as s:
+        rows = {e.id: e for e in s.scalars(select(Event))}
+    assert rows[results[0][0]].service_id is None
+    assert rows[results[0][0]].labels == {"deleted_service_id": str(gone)}
+    assert rows[results[1][0]].service_id == kept

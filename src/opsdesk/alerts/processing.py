@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from opsdesk.alerts.models import Alert, Event, EventStatus, NoiseDaily
 from opsdesk.core import metrics
+from opsdesk.core.db import driver_value
 
 if TYPE_CHECKING:
     from opsdesk.alerts.rules import CompiledRule
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 DEFAULT_RULE = "default"
 _EVENTS = cast(Table, Event.__table__)
+_ALERTS = cast(Table, Alert.__table__)
 
 
 @dataclass(frozen=True)
@@ -386,22 +388,29 @@ def process_pending(
     decisions = [decide(ctx, ev) for ev in events]
     fps = {d.fingerprint for d in decisions}
     # One query each for the alerts this batch can touch: those firing, and the latest resolved
-    # one per fingerprint that may still reopen.
-    firing: dict[str, Alert] = {
-        a.fingerprint: a
-        for a in s.scalars(
-            select(Alert)
+    # one per fingerprint that may still reopen. A firing alert that only gets repeats in this
+    # batch (the bulk of a storm) is not loaded as an object: its repeats are added up and written
+    # in one statement (_Repeats); the others are loaded whole, as they may change state.
+    firing_ids: dict[str, int] = dict(
+        s.execute(
+            select(Alert.fingerprint, Alert.id)
             .where(Alert.fingerprint.in_(fps), Alert.status == EventStatus.firing.value)
             .order_by(Alert.id)
-        )
-    }
+        ).all()
+    )
+    changing = {d.fingerprint for ev, d in zip(events, decisions, strict=True) if ev.status != _FIRING}
+    repeats = _Repeats({fp: i for fp, i in firing_ids.items() if fp not in changing})
+    firing: dict[str, Alert] = {}
+    whole = [firing_ids[fp] for fp in changing if fp in firing_ids]
+    if whole:
+        firing = {a.fingerprint: a for a in s.scalars(select(Alert).where(Alert.id.in_(whole)))}
     longest = max((d.reopen_window for d in decisions), default=timedelta(0))
     recent: dict[str, Alert] = {}
     if longest > timedelta(0):
         for a in s.scalars(
             select(Alert)
             .where(
-                Alert.fingerprint.in_(fps - set(firing)),
+                Alert.fingerprint.in_(fps - set(firing_ids)),
                 Alert.status == EventStatus.resolved.value,
                 Alert.resolved_at >= now - longest,
             )
@@ -410,26 +419,84 @@ def process_pending(
             recent[a.fingerprint] = a  # the newest wins
     noise = _Noise()
     corr = correlate.Correlator(s, group_window=ctx.config.group_window, graph=ctx.graph, now=now)
-    touched: list[Alert | None] = []
+    touched: list[Alert | int | None] = []
     for ev, d in zip(events, decisions, strict=True):
         noise.add(ev.received_at, ev.source, "events")
-        touched.append(_apply(s, ctx, ev, d, firing, recent, noise, corr))
+        repeated = repeats.add(d.fingerprint, ev) if ev.status == _FIRING else None
+        touched.append(
+            repeated if repeated is not None else _apply(s, ctx, ev, d, firing, recent, noise, corr)
+        )
     corr.finish()
     s.flush()
-    marks = [
-        {"eid": ev.id, "aid": alert.id if alert is not None else None}
-        for ev, alert in zip(events, touched, strict=True)
-    ]
-    s.execute(
-        update(_EVENTS)
-        .where(_EVENTS.c.id == bindparam("eid"))
-        .values(processed_at=now, alert_id=bindparam("aid")),
-        marks,
-        execution_options={"synchronize_session": False},
+    repeats.write(s)
+    _mark_processed(
+        s,
+        [ev.id for ev in events],
+        [a if isinstance(a, int) or a is None else a.id for a in touched],
+        now,
     )
     noise.flush(s)
     metrics.EVENTS_PROCESSED.inc(len(events))
     return len(events)
+
+
+_FIRING = EventStatus.firing.value
+
+
+class _Repeats:
+    """Repeats of alerts that stay firing through a batch, added up per alert: one UPDATE each at
+    the end instead of an object loaded, changed and flushed per alert."""
+
+    def __init__(self, alert_ids: dict[str, int]) -> None:
+        self.alert_ids = alert_ids
+        self.seen: dict[int, list[Any]] = {}  # alert id -> [count, last seen, severity, summary]
+
+    def add(self, fingerprint: str, ev: Any) -> int | None:
+        """The alert's id if ``ev`` is a repeat of one (counted), else None."""
+        alert_id = self.alert_ids.get(fingerprint)
+        if alert_id is None:
+            return None
+        row = self.seen.get(alert_id)
+        if row is None:
+            self.seen[alert_id] = [1, ev.received_at, ev.severity, ev.summary]
+        else:
+            row[0] += 1
+            row[1], row[2], row[3] = ev.received_at, ev.severity, ev.summary
+        return alert_id
+
+    def write(self, s: Session) -> None:
+        if not self.seen:
+            return
+        conn = s.connection()
+        at = _ALERTS.c.last_seen.type
+        rows = [
+            (n, driver_value(conn.dialect, at, last), sev, summary, alert_id)
+            for alert_id, (n, last, sev, summary) in self.seen.items()
+        ]
+        mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+        conn.exec_driver_sql(
+            f"UPDATE alerts SET event_count = event_count + {mark}, last_seen = {mark}, "
+            f"severity = {mark}, summary = {mark} WHERE id = {mark}",
+            rows,
+        )
+
+
+def _mark_processed(s: Session, event_ids: list[int], alert_ids: list[int | None], now: datetime) -> None:
+    """Events done, each with its alert: one statement to the driver, the time converted once
+    (per-row type processing through the ORM cost more than the update)."""
+    conn = s.connection()
+    processed = driver_value(conn.dialect, _EVENTS.c.processed_at.type, now)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "UPDATE events SET processed_at = %(at)s, alert_id = v.aid "
+            "FROM unnest(%(eids)s::bigint[], %(aids)s::bigint[]) AS v(eid, aid) WHERE events.id = v.eid",
+            {"at": processed, "eids": event_ids, "aids": alert_ids},
+        )
+    else:
+        conn.exec_driver_sql(
+            "UPDATE events SET processed_at = ?, alert_id = ? WHERE id = ?",
+            [(processed, aid, eid) for eid, aid in zip(event_ids, alert_ids, strict=True)],
+        )
 
 
 def _apply(

@@ -87,6 +87,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Enough pooled connections for the writers, the pipeline and the request threads: an
+            # overflow connection is opened (with its pragmas) and closed again for each use.
+            kwargs.setdefault("pool_size", 10)
+            kwargs.setdefault("max_overflow", 20)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -94,6 +98,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)
+
+
+def driver_value(dialect: Dialect, type_: Any, value: Any) -> Any:
+    """``value`` as the driver takes it for a column of ``type_``: what the ORM would send, computed
+    once for statements that hot paths send to the driver directly."""
+    proc = type_.dialect_impl(dialect).bind_processor(dialect)
+    return proc(value) if proc else value
 
 
 class Database:

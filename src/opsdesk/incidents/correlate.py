@@ -22,16 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from opsdesk.alerts.models import Alert, EventStatus
 from opsdesk.core import metrics
 from opsdesk.incidents import priority as prio
 from opsdesk.incidents.models import Incident, IncidentStatus
-from opsdesk.incidents.service import OPEN, _notify, add_timeline, get_incident
+from opsdesk.incidents.service import OPEN, _notify, add_timeline, fold_into, get_incident
 
 SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 
@@ -155,14 +155,15 @@ class Correlator:
                 if alert.ci_id is not None:
                     inc.ci_id = alert.ci_id
                 for other in symptoms[1:]:
-                    absorb(
+                    fold_into(
                         s,
-                        into=inc,
-                        other=get_incident(s, other),
+                        inc,
+                        get_incident(s, other),
                         now=now,
                         actor="opsdesk",
-                        reason=alert.summary,
+                        why=f"by correlation: {alert.summary}",
                     )
+                    inc.last_alert_at = now
                 return False
         inc = _open(s, alert, now, why)
         if alert.group_key:
@@ -354,41 +355,6 @@ def _open(s: Session, alert: Alert, now: datetime, why: str) -> Incident:
     )
     _notify(s, inc, "opened", now)
     return inc
-
-
-def absorb(s: Session, *, into: Incident, other: Incident, now: datetime, actor: str, reason: str) -> int:
-    """Merge ``other`` into ``into``: its alerts move, it is resolved and points at ``into``."""
-    result = s.execute(
-        update(Alert).where(Alert.incident_id == other.id).values(incident_id=into.id),
-        execution_options={"synchronize_session": "fetch"},
-    )
-    moved = cast(CursorResult[Any], result).rowcount
-    other.merged_into_id = into.id
-    if other.status != IncidentStatus.resolved.value:
-        other.status = IncidentStatus.resolved.value
-        other.resolved_at = now
-    other.updated_at = now
-    into.updated_at = now
-    into.last_alert_at = now
-    add_timeline(
-        s,
-        other.id,
-        kind="merged",
-        at=now,
-        actor=actor,
-        message=f"Merged into {into.key}: {reason}",
-        data={"into": into.id},
-    )
-    add_timeline(
-        s,
-        into.id,
-        kind="merged",
-        at=now,
-        actor=actor,
-        message=f"{other.key} merged in ({moved} alert(s)): {reason}",
-        data={"from": other.id, "alerts": moved},
-    )
-    return int(moved or 0)
 
 
 def _draft_postmortem(s: Session, inc: Incident, now: datetime) -> None:

@@ -733,9 +733,52 @@ def merged_into_this(s: Session, incident_id: int) -> list[Incident]:
 # --- correlation by hand: merge and split ------------------------------------------------------
 
 
+def fold_into(
+    s: Session,
+    into: Incident,
+    other: Incident,
+    *,
+    now: datetime,
+    actor: str,
+    why: str,
+    resolved_by_id: int | None = None,
+) -> int:
+    """``other`` merged into ``into``: its alerts move, it is resolved and points at ``into``, and
+    both timelines say so. Returns how many alerts moved. People merging (:func:`merge`) and the
+    pipeline finding a cause after its symptoms (:mod:`opsdesk.incidents.correlate`) both use it."""
+    from opsdesk.alerts import service as alerts
+
+    moved = alerts.move_alerts(s, other.id, into.id)
+    if other.status != IncidentStatus.resolved.value:
+        other.status = IncidentStatus.resolved.value
+        other.resolved_at = now
+        other.resolved_by_id = resolved_by_id
+    other.merged_into_id = into.id
+    other.updated_at = now
+    into.updated_at = now
+    add_timeline(
+        s,
+        other.id,
+        kind="merged",
+        at=now,
+        actor=actor,
+        message=f"Merged into {into.key} {why} ({moved} alert(s) moved)",
+        data={"into_id": into.id, "alerts_moved": moved},
+    )
+    add_timeline(
+        s,
+        into.id,
+        kind="merged",
+        at=now,
+        actor=actor,
+        message=f"{other.key} ({other.title}) merged into this incident {why} ({moved} alert(s) moved)",
+        data={"from_id": other.id, "alerts_moved": moved},
+    )
+    return moved
+
+
 def merge(s: Session, into_id: int, other_ids: Iterable[int], *, actor: Actor, now: datetime) -> Incident:
     """Move the alerts of ``other_ids`` into ``into_id`` and resolve the others as merged into it."""
-    from opsdesk.alerts import service as alerts
 
     others = list(dict.fromkeys(other_ids))
     if not others:
@@ -752,34 +795,11 @@ def merge(s: Session, into_id: int, other_ids: Iterable[int], *, actor: Actor, n
         _actable(s, other_id)
     for other_id in others:
         other = get_incident(s, other_id)
-        moved = alerts.move_alerts(s, other.id, into.id)
-        if other.status != IncidentStatus.resolved.value:
-            other.status = IncidentStatus.resolved.value
-            other.resolved_at = now
-            other.resolved_by_id = actor.id
-        other.merged_into_id = into.id
-        other.updated_at = now
+        fold_into(
+            s, into, other, now=now, actor=actor.label, why=f"by {actor.label}", resolved_by_id=actor.id
+        )
         if other.last_alert_at and (into.last_alert_at is None or other.last_alert_at > into.last_alert_at):
             into.last_alert_at = other.last_alert_at
-        add_timeline(
-            s,
-            other.id,
-            kind="merged",
-            at=now,
-            actor=actor.label,
-            message=f"Merged into {into.key} by {actor.label} ({moved} alert(s) moved)",
-            data={"into_id": into.id, "alerts_moved": moved},
-        )
-        add_timeline(
-            s,
-            into.id,
-            kind="merged",
-            at=now,
-            actor=actor.label,
-            message=f"{other.key} ({other.title}) merged into this incident by {actor.label} "
-            f"({moved} alert(s) moved)",
-            data={"from_id": other.id, "alerts_moved": moved},
-        )
     into.updated_at = now
     return into
 
