@@ -374,7 +374,7 @@ def process_pending(
     q = select(_EVENTS).where(_EVENTS.c.processed_at.is_(None)).order_by(_EVENTS.c.id).limit(limit)
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    events = list(s.execute(q))
+    events = list(s.execute(q).all())
     if not events:
         return 0
     ctx = load_context(s, now, config or PipelineConfig())
@@ -468,9 +468,9 @@ class _Repeats:
         if not self.seen:
             return
         conn = s.connection()
-        at = _ALERTS.c.last_seen.type
+        at = _ALERTS.c.last_seen.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         rows = [
-            (n, driver_value(conn.dialect, at, last), sev, summary, alert_id)
+            (n, at(last) if at else last, sev, summary, alert_id)
             for alert_id, (n, last, sev, summary) in self.seen.items()
         ]
         mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"

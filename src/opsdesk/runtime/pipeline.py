@@ -27,13 +27,20 @@ class Pipeline:
         clock: Clock,
         *,
         batch: int = 200,
-        idle_wait: float = 1.0,
+        idle_wait: float = 0.25,
+        linger: float = 0.05,
         config: processing.PipelineConfig | None = None,
     ):
         self.db = db
         self.clock = clock
         self.batch = batch
+        # Woken by the ingestion writer after each commit when in the same process; polls the
+        # events table this often otherwise (a pipeline process apart from the web processes).
         self.idle_wait = idle_wait
+        # Once it has caught up, the pipeline waits this long after a wake-up before the next
+        # batch, so a stream of single events is processed in batches of many (a batch has fixed
+        # costs: rules, silences, windows and topology are read each time) instead of a few each.
+        self.linger = linger
         self.config = config or processing.PipelineConfig()
         self.wake = asyncio.Event()
         self._unmuted_at = 0.0
@@ -71,6 +78,9 @@ class Pipeline:
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wait(stop), self.idle_wait)
+            if self.linger and not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.linger)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
