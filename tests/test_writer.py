@@ -108,3 +108,29 @@ async def test_a_service_deleted_after_its_name_was_resolved_is_kept_as_a_label(
     assert rows[results[0][0]].service_id is None
     assert rows[results[0][0]].labels == {"deleted_service_id": str(gone)}
     assert rows[results[1][0]].service_id == kept
+
+
+async def test_a_lost_connection_is_replaced_and_the_batch_still_committed(db, clock):
+    """The writer keeps its connection between batches; when the database drops it (a restart on
+    PostgreSQL, a closed handle on SQLite), the next batch reconnects instead of failing."""
+    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(
+        db, lambda s, items: alerts.store_events(s, items, now=clock.now())
+    )
+    writer.start()
+    try:
+        (first,) = await writer.submit([_event(1)])
+        conn = writer._conn
+        assert conn is not None
+        if db.is_postgres:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            conn.rollback()
+            with db.engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        else:
+            conn.connection.dbapi_connection.close()  # type: ignore[union-attr]
+        (second,) = await writer.submit([_event(2)])
+    finally:
+        writer.stop()
+    assert writer._conn is None  # closed when the thread stopped
+    with db.session() as s:
+        assert dict(s.execute(select(Event.id, Event.summary)).all()) == {first: "event 1", second: "event 2"}

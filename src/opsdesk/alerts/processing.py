@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
@@ -468,6 +469,18 @@ class _Repeats:
         if not self.seen:
             return
         conn = s.connection()
+        if conn.dialect.name == "postgresql":
+            doc = [
+                {"i": alert_id, "n": n, "l": last, "v": sev, "s": summary}
+                for alert_id, (n, last, sev, summary) in self.seen.items()
+            ]
+            conn.exec_driver_sql(
+                "UPDATE alerts SET event_count = event_count + v.n, last_seen = v.l, severity = v.v, "
+                "summary = v.s FROM json_to_recordset(%(doc)s::json) "
+                "AS v(i bigint, n int, l timestamptz, v text, s text) WHERE alerts.id = v.i",
+                {"doc": orjson.dumps(doc).decode()},
+            )
+            return
         at = _ALERTS.c.last_seen.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         rows = [
             (n, at(last) if at else last, sev, summary, alert_id)
@@ -488,9 +501,14 @@ def _mark_processed(s: Session, event_ids: list[int], alert_ids: list[int | None
     processed = driver_value(conn.dialect, _EVENTS.c.processed_at.type, now)
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
-            "UPDATE events SET processed_at = %(at)s, alert_id = v.aid "
-            "FROM unnest(%(eids)s::bigint[], %(aids)s::bigint[]) AS v(eid, aid) WHERE events.id = v.eid",
-            {"at": processed, "eids": event_ids, "aids": alert_ids},
+            "UPDATE events SET processed_at = %(at)s, alert_id = v.a "
+            "FROM json_to_recordset(%(doc)s::json) AS v(e bigint, a bigint) WHERE events.id = v.e",
+            {
+                "at": processed,
+                "doc": orjson.dumps(
+                    [{"e": e, "a": a} for e, a in zip(event_ids, alert_ids, strict=True)]
+                ).decode(),
+            },
         )
     else:
         conn.exec_driver_sql(

@@ -11,9 +11,12 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from opsdesk.core import metrics
@@ -49,6 +52,7 @@ class BatchWriter(Generic[T, R]):
         # SimpleQueue: put and get in C, no Condition to notify (a tenth of a single event's cost).
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None  # used by the writer thread only
 
     def start(self) -> None:
         if self._thread is None:
@@ -70,7 +74,35 @@ class BatchWriter(Generic[T, R]):
         self._q.put((items, loop, fut))
         return await fut
 
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """A transaction on the writer's own connection: kept open between batches, so a batch
+        does not pay a pool checkout and the reset on return (a rollback) each time."""
+        if self._conn is None:
+            self._conn = self.db.engine.connect()
+        with Session(bind=self._conn, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    def _drop_connection(self) -> None:
+        """After an error the connection may be broken (a database restart): the next batch opens
+        a new one."""
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except Exception:
+                log.debug("closing the writer's connection failed", exc_info=True)
+            self._conn = None
+
     def _loop(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _run(self) -> None:
         while True:
             first = self._q.get()
             if first is _STOP:
@@ -92,13 +124,19 @@ class BatchWriter(Generic[T, R]):
             if stopping:
                 return
 
-    def _commit(self, jobs: list[Any], retry: bool = False) -> None:
+    def _commit(self, jobs: list[Any], retry: bool = False, reconnected: bool = False) -> None:
         items = [item for job in jobs for item in job[0]]
         write = self.retry_write if retry and self.retry_write is not None else self.write
         try:
-            with self.db.session() as s:
+            with self._session() as s:
                 results = write(s, items)
         except Exception as exc:
+            self._drop_connection()
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated and not reconnected:
+                # The kept connection died (a database restart): the same batch on a new one.
+                log.warning("the writer's database connection was lost; reconnecting")
+                self._commit(jobs, retry=retry, reconnected=True)
+                return
             if not retry and (len(jobs) > 1 or self.retry_write is not None):
                 log.warning("batch write failed (%s); retrying each request alone", exc)
                 for job in jobs:
