@@ -98,16 +98,20 @@ class Correlator:
 
     def _open_for_key(self, key: str) -> Incident | None:
         if key not in self.by_key:
-            self.by_key[key] = self.s.scalar(
-                select(Incident)
-                .where(
-                    Incident.group_key == key,
-                    Incident.status.in_(OPEN),
-                    Incident.merged_into_id.is_(None),
+            # No autoflush: the alerts added so far do not change the answer (incidents this batch
+            # opened are in by_key already), and flushing them here, a few at a time, cost more
+            # than inserting the batch's new alerts together at the end.
+            with self.s.no_autoflush:
+                self.by_key[key] = self.s.scalar(
+                    select(Incident)
+                    .where(
+                        Incident.group_key == key,
+                        Incident.status.in_(OPEN),
+                        Incident.merged_into_id.is_(None),
+                    )
+                    .order_by(Incident.id.desc())
+                    .limit(1)
                 )
-                .order_by(Incident.id.desc())
-                .limit(1)
-            )
         inc = self.by_key[key]
         if inc is not None and (inc.status not in OPEN or inc.merged_into_id is not None):
             return None
