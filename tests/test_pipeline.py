@@ -508,3 +508,39 @@ def test_a_batch_mixing_repeats_resolves_and_refires_keeps_every_alert_exact(db)
         events = list(s.scalars(select(Event).order_by(Event.id)))
     assert all(e.processed_at is not None for e in events)
     assert [e.alert_id for e in events] == [a.id, b.id, a.id, b.id, a.id, b.id, b.id, c.id, c.id]
+
+
+def test_muted_alerts_are_read_again_only_when_a_mute_ended_or_changed(db: Database, monkeypatch) -> None:
+    """The pipeline's unmute pass compares what mutes alerts now with its last pass: while every
+    silence and window is still there, unchanged, the muted alerts are not read at all; when one
+    ends (or is edited), they all are, page after page."""
+    from opsdesk.alerts import silences
+    from opsdesk.core.clock import ManualClock
+    from opsdesk.runtime.pipeline import Pipeline
+
+    sid = add_silence(db, "alertname=A", hours=1)
+    add_silence(db, "alertname=B", hours=1)
+    send(
+        db,
+        T0 + timedelta(minutes=1),
+        *(fire(f"a{i}", labels={"alertname": "A", "n": str(i)}) for i in range(5)),
+    )
+    clock = ManualClock(T0 + timedelta(minutes=2))
+    pipeline = Pipeline(db, clock, config=CONFIG)
+    reads: list[int] = []
+    real = processing.unmute_expired
+
+    def counting(s, **kw):  # type: ignore[no-untyped-def]
+        reads.append(1)
+        return real(s, **kw, page=2)  # small pages: all five are still read
+
+    monkeypatch.setattr(processing, "unmute_expired", counting)
+    assert pipeline._unmute() == 0 and len(reads) == 1  # the first pass reads them
+    clock.set(T0 + timedelta(minutes=3))
+    assert pipeline._unmute() == 0 and len(reads) == 1  # nothing ended: not read
+    add_silence(db, "alertname=C", hours=1)
+    assert pipeline._unmute() == 0 and len(reads) == 1  # a new silence unmutes nothing
+    with db.session() as s:
+        silences.expire(s, sid, actor=SYSTEM, now=clock.now())
+    assert pipeline._unmute() == 5 and len(reads) == 2
+    assert all(not a.muted and a.incident_id is not None for a in all_alerts(db))

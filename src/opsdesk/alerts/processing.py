@@ -597,50 +597,77 @@ def _apply(
     return alert
 
 
+def mute_state(s: Session, now: datetime) -> frozenset[tuple[Any, ...]]:
+    """What mutes alerts at ``now``: each active silence (with its last edit) and each maintenance
+    window in progress (with its scope and the end of its occurrence). While every entry of an
+    earlier state is still in the current one, no muted alert can have lost its mute."""
+    from opsdesk.alerts.models import Silence
+    from opsdesk.changes import maintenance
+
+    silences = s.execute(
+        select(Silence.id, Silence.updated_at).where(Silence.starts_at <= now, Silence.ends_at > now)
+    ).all()
+    windows = maintenance.in_progress(s, now)
+    return frozenset(
+        [("silence", sid, edited) for sid, edited in silences]
+        + [("window", w.id, w.service_id, w.ci_id, w.ends_at) for w in windows]
+    )
+
+
 def unmute_expired(
-    s: Session, *, now: datetime, config: PipelineConfig | None = None, limit: int = 1000
+    s: Session, *, now: datetime, config: PipelineConfig | None = None, page: int = 1000
 ) -> int:
     """Firing alerts whose silences and maintenance windows have all ended go through correlation
-    now (they page as if they had just fired). Returns how many."""
+    now (they page as if they had just fired). Reads the muted firing alerts ``page`` at a time,
+    all of them. Returns how many were unmuted."""
     from opsdesk.incidents import correlate
 
-    muted = list(
-        s.scalars(
-            select(Alert)
-            .where(Alert.status == EventStatus.firing.value, Alert.muted.is_(True))
-            .order_by(Alert.id)
-            .limit(limit)
-        )
-    )
-    if not muted:
-        return 0
-    ctx = load_context(s, now, config or PipelineConfig())
-    _load_names(
-        s,
-        ctx,
-        {a.service_id for a in muted if a.service_id is not None},
-        {a.ci_id for a in muted if a.ci_id is not None},
-    )
-    corr = correlate.Correlator(s, group_window=ctx.config.group_window, graph=ctx.graph, now=now)
+    ctx: BatchContext | None = None
+    corr: Any = None
     n = 0
-    for a in muted:
-        labels = match_labels(
-            a.labels or {},
-            source=a.source,
-            severity=a.severity,
-            service_id=a.service_id,
-            ci_id=a.ci_id,
-            names=ctx.names,
+    after = 0
+    while True:
+        muted = list(
+            s.scalars(
+                select(Alert)
+                .where(Alert.status == EventStatus.firing.value, Alert.muted.is_(True), Alert.id > after)
+                .order_by(Alert.id)
+                .limit(page)
+            )
         )
-        d = Decision(a.fingerprint, a.rule, a.group_key or "", ctx.config.reopen_window, None, labels)
-        if muted_by(ctx, s, d, a.service_id, a.ci_id):
-            continue
-        a.muted = False
-        n += 1
-        corr.attach(
-            a, same_key_window=None, why="its silence or maintenance window ended while it still fired"
+        if not muted:
+            break
+        after = muted[-1].id
+        if ctx is None:
+            ctx = load_context(s, now, config or PipelineConfig())
+            corr = correlate.Correlator(s, group_window=ctx.config.group_window, graph=ctx.graph, now=now)
+        _load_names(
+            s,
+            ctx,
+            {a.service_id for a in muted if a.service_id is not None},
+            {a.ci_id for a in muted if a.ci_id is not None},
         )
-    corr.finish()
+        for a in muted:
+            labels = match_labels(
+                a.labels or {},
+                source=a.source,
+                severity=a.severity,
+                service_id=a.service_id,
+                ci_id=a.ci_id,
+                names=ctx.names,
+            )
+            d = Decision(a.fingerprint, a.rule, a.group_key or "", ctx.config.reopen_window, None, labels)
+            if muted_by(ctx, s, d, a.service_id, a.ci_id):
+                continue
+            a.muted = False
+            n += 1
+            corr.attach(
+                a, same_key_window=None, why="its silence or maintenance window ended while it still fired"
+            )
+        if len(muted) < page:
+            break
+    if corr is not None:
+        corr.finish()
     return n
 
 

@@ -44,6 +44,7 @@ class Pipeline:
         self.config = config or processing.PipelineConfig()
         self.wake = asyncio.Event()
         self._unmuted_at = 0.0
+        self._mutes: frozenset[tuple[object, ...]] | None = None  # mute_state at the last unmute pass
 
     def _step(self) -> int:
         with self.db.session() as s:
@@ -51,7 +52,16 @@ class Pipeline:
 
     def _unmute(self) -> int:
         with self.db.session() as s:
-            return processing.unmute_expired(s, now=self.clock.now(), config=self.config)
+            now = self.clock.now()
+            state = processing.mute_state(s, now)
+            if self._mutes is not None and state >= self._mutes:
+                # Every silence and window that muted alerts at the last pass still does, unchanged:
+                # no muted alert can unmute, so they are not read (there may be thousands).
+                self._mutes = state
+                return 0
+            n = processing.unmute_expired(s, now=now, config=self.config)
+            self._mutes = state
+            return n
 
     async def unmute(self) -> int:
         """Correlate the firing alerts whose silences or maintenance windows have ended."""
