@@ -134,3 +134,24 @@ async def test_a_lost_connection_is_replaced_and_the_batch_still_committed(db, c
     assert writer._conn is None  # closed when the thread stopped
     with db.session() as s:
         assert dict(s.execute(select(Event.id, Event.summary)).all()) == {first: "event 1", second: "event 2"}
+
+
+async def test_on_sqlite_what_the_writer_commits_is_synced_to_disk(tmp_path):
+    """Acknowledged means durable: the writer's connection syncs at each commit (FULL), while the
+    other connections keep WAL's NORMAL. (PostgreSQL syncs every commit by default.)"""
+    from opsdesk.core import migrate
+    from opsdesk.core.db import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'opsdesk.db'}")
+    migrate.upgrade(db.engine)
+    writer: BatchWriter[int, int] = BatchWriter(
+        db, lambda s, items: [s.connection().exec_driver_sql("PRAGMA synchronous").scalar() for _ in items]
+    )
+    writer.start()
+    try:
+        assert await writer.submit([1]) == [2]  # FULL
+    finally:
+        writer.stop()
+    with db.session() as s:
+        assert s.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    db.dispose()

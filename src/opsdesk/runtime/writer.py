@@ -80,6 +80,12 @@ class BatchWriter(Generic[T, R]):
         does not pay a pool checkout and the reset on return (a rollback) each time."""
         if self._conn is None:
             self._conn = self.db.engine.connect()
+            if self.db.is_sqlite:
+                # What this writer commits was acknowledged: synced to disk at each commit (WAL's
+                # NORMAL, the other connections' setting, may lose the last commits on power loss).
+                # One sync per group commit, not per request.
+                self._conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                self._conn.commit()
         with Session(bind=self._conn, expire_on_commit=False) as s, s.begin():
             yield s
 
@@ -98,9 +104,7 @@ class BatchWriter(Generic[T, R]):
         try:
             self._run()
         finally:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop_connection()  # not back to the pool: it has this writer's settings
 
     def _run(self) -> None:
         while True:
