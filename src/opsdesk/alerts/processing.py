@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from opsdesk.alerts.models import Alert, Event, EventStatus, NoiseDaily
 from opsdesk.core import metrics
-from opsdesk.core.db import driver_value
+from opsdesk.core.db import driver_converter, driver_value
 
 if TYPE_CHECKING:
     from opsdesk.alerts.rules import CompiledRule
@@ -274,19 +274,25 @@ def default_group_key(
     return f"alert:{fingerprint}"
 
 
+def labels_of(ctx: BatchContext, x: Any) -> dict[str, str]:
+    """The labels that rules, silences and windows match for an event row or an alert (both have
+    ``labels``, ``source``, ``severity``, ``service_id`` and ``ci_id``)."""
+    return match_labels(
+        x.labels or {},
+        source=x.source,
+        severity=x.severity,
+        service_id=x.service_id,
+        ci_id=x.ci_id,
+        names=ctx.names,
+    )
+
+
 def decide(ctx: BatchContext, ev: Any) -> Decision:
     """Apply the rules to one event row (``source``, ``severity``, ``fingerprint``, ``labels``,
     ``service_id``, ``ci_id``)."""
     from opsdesk.alerts import rules
 
-    labels = match_labels(
-        ev.labels or {},
-        source=ev.source,
-        severity=ev.severity,
-        service_id=ev.service_id,
-        ci_id=ev.ci_id,
-        names=ctx.names,
-    )
+    labels = labels_of(ctx, ev)
     rule = rules.first_match(ctx.rules, labels) if ctx.rules else None
     fingerprint = ev.fingerprint
     group_by = ctx.config.group_by
@@ -481,16 +487,14 @@ class _Repeats:
                 {"doc": orjson.dumps(doc).decode()},
             )
             return
-        at = _ALERTS.c.last_seen.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        rows = [
-            (n, at(last) if at else last, sev, summary, alert_id)
-            for alert_id, (n, last, sev, summary) in self.seen.items()
-        ]
-        mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+        at = driver_converter(conn.dialect, _ALERTS.c.last_seen.type)
         conn.exec_driver_sql(
-            f"UPDATE alerts SET event_count = event_count + {mark}, last_seen = {mark}, "
-            f"severity = {mark}, summary = {mark} WHERE id = {mark}",
-            rows,
+            "UPDATE alerts SET event_count = event_count + ?, last_seen = ?, severity = ?, summary = ? "
+            "WHERE id = ?",
+            [
+                (n, at(last), sev, summary, alert_id)
+                for alert_id, (n, last, sev, summary) in self.seen.items()
+            ],
         )
 
 
@@ -648,14 +652,7 @@ def unmute_expired(
             {a.ci_id for a in muted if a.ci_id is not None},
         )
         for a in muted:
-            labels = match_labels(
-                a.labels or {},
-                source=a.source,
-                severity=a.severity,
-                service_id=a.service_id,
-                ci_id=a.ci_id,
-                names=ctx.names,
-            )
+            labels = labels_of(ctx, a)
             d = Decision(a.fingerprint, a.rule, a.group_key or "", ctx.config.reopen_window, None, labels)
             if muted_by(ctx, s, d, a.service_id, a.ci_id):
                 continue

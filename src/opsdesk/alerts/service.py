@@ -105,35 +105,30 @@ def store_events(
     if check_refs:
         _drop_stale_ids(s, events)
     conn = s.connection()
-    dialect = conn.dialect
-    received = driver_value(dialect, Event.__table__.c.received_at.type, now)
-    rows = [
-        (
-            received,
-            e.source,
-            e.fingerprint or compute_fingerprint(e.source, e.service_id, e.labels, e.summary),
-            e.status,
-            e.severity,
-            e.summary[:1000],
-            e.service_id,
-            e.ci_id,
-            orjson.dumps(e.labels, default=str).decode(),
-        )
-        for e in events
-    ]
-    if dialect.name == "postgresql":
+    fps = [e.fingerprint or compute_fingerprint(e.source, e.service_id, e.labels, e.summary) for e in events]
+    if conn.dialect.name == "postgresql":
         ids = sorted(
             conn.exec_driver_sql(
                 "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %(n)s)",
-                {"n": len(rows)},
+                {"n": len(events)},
             ).scalars()
         )
         # The batch as one JSON document, read by the server into rows of the table's own type
         # (psycopg's array adaptation, per element in Python, cost more than the rest together).
-        names = ("id", *_INSERT_COLUMNS.split(", "))
         doc = [
-            dict(zip(names, (i, now, *row[1:-1], e.labels), strict=True))
-            for i, row, e in zip(ids, rows, events, strict=True)
+            {
+                "id": i,
+                "received_at": now,
+                "source": e.source,
+                "fingerprint": fp,
+                "status": e.status,
+                "severity": e.severity,
+                "summary": e.summary[:1000],
+                "service_id": e.service_id,
+                "ci_id": e.ci_id,
+                "labels": e.labels,
+            }
+            for i, fp, e in zip(ids, fps, events, strict=True)
         ]
         conn.exec_driver_sql(
             f"INSERT INTO events (id, {_INSERT_COLUMNS}) SELECT id, {_INSERT_COLUMNS} "
@@ -141,6 +136,21 @@ def store_events(
             {"doc": orjson.dumps(doc, default=str).decode()},
         )
     else:
+        received = driver_value(conn.dialect, Event.__table__.c.received_at.type, now)
+        rows = [
+            (
+                received,
+                e.source,
+                fp,
+                e.status,
+                e.severity,
+                e.summary[:1000],
+                e.service_id,
+                e.ci_id,
+                orjson.dumps(e.labels, default=str).decode(),
+            )
+            for fp, e in zip(fps, events, strict=True)
+        ]
         # One writer holds SQLite's write lock for the whole transaction, so the rowids of one
         # executemany are consecutive and end at last_insert_rowid().
         conn.exec_driver_sql(

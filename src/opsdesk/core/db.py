@@ -7,7 +7,7 @@ thread pool, and hot-path writes go through :mod:`opsdesk.runtime.writer` in bat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -100,11 +100,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def driver_value(dialect: Dialect, type_: Any, value: Any) -> Any:
-    """``value`` as the driver takes it for a column of ``type_``: what the ORM would send, computed
-    once for statements that hot paths send to the driver directly."""
+def driver_converter(dialect: Dialect, type_: Any) -> Callable[[Any], Any]:
+    """What turns a value into what the driver takes for a column of ``type_`` (what the ORM would
+    send), for statements that hot paths send to the driver directly."""
     proc = type_.dialect_impl(dialect).bind_processor(dialect)
-    return proc(value) if proc else value
+    return proc if proc is not None else (lambda value: value)
+
+
+def driver_value(dialect: Dialect, type_: Any, value: Any) -> Any:
+    """One value through :func:`driver_converter`."""
+    return driver_converter(dialect, type_)(value)
 
 
 class Database:
