@@ -10,6 +10,7 @@ from opsdesk.incidents import models as incidents_models
 from opsdesk.metrics import models as metrics_models
 from opsdesk.monitoring import models as monitoring_models
 from opsdesk.notify import models as notify_models
+from opsdesk.oncall import models as oncall_models
 
 __all__ = [
     "Base",
@@ -22,4 +23,5 @@ __all__ = [
     "metrics_models",
     "monitoring_models",
     "notify_models",
+    "oncall_models",
 ]

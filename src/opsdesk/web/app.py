@@ -35,6 +35,8 @@ from opsdesk.monitoring import ping
 from opsdesk.monitoring.api import router as monitoring_router
 from opsdesk.monitoring.heartbeat import Ping, record_pings
 from opsdesk.monitoring.probe_api import router as probe_router
+from opsdesk.oncall.api import feeds as oncall_feeds
+from opsdesk.oncall.api import router as oncall_router
 from opsdesk.runtime.health import state_registry
 from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
 from opsdesk.runtime.writer import BatchWriter
@@ -154,12 +156,14 @@ def create_app(
         audit_router,
         ascode_router,
         metrics_router,
+        oncall_router,
     ):
         app.include_router(router, prefix="/api/v1")
 
     app.state.state_registry = state_registry(db, clock)
     app.include_router(system.router)
     app.include_router(hook_router)  # /hooks/<key>: the integration key is the credential
+    app.include_router(oncall_feeds)  # /ical/<token>.ics: the token is the credential
     app.include_router(views.router)
     app.include_router(metrics_views.router)
     if STATIC.is_dir():
