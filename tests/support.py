@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 import re
 import signal
 import subprocess
@@ -146,3 +147,56 @@ def http_ok(client: httpx.Client, path: str) -> bool:
         return client.get(path).status_code == 200
     except httpx.TransportError:
         return False
+
+
+class WebhookReceiver:
+    """A loopback HTTP receiver that verifies Standard Webhooks signatures with the reference
+    library (``standardwebhooks``), keeps what verified, and can be taken down (answers 503).
+    Without a secret it keeps every JSON body it gets (for apprise's ``json://``)."""
+
+    def __init__(self, secret: str | None) -> None:
+        from standardwebhooks import Webhook
+
+        self.verifier = Webhook(secret) if secret else None
+        self.port = free_port()
+        self.received: list[tuple[str, dict[str, Any]]] = []  # (webhook-id, payload)
+        self.forged = 0
+        self.down = False
+        self.requests = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for i, _ in self.received]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if self.down:
+            return web.Response(status=503, text="down for maintenance")
+        body = await request.read()
+        if self.verifier is None:
+            self.received.append((request.headers.get("webhook-id", ""), json.loads(body)))
+            return web.Response(status=200)
+        try:
+            payload = self.verifier.verify(body, dict(request.headers))
+        except Exception:
+            self.forged += 1
+            return web.Response(status=401, text="bad signature")
+        self.received.append((request.headers["webhook-id"], payload))
+        return web.Response(status=204)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -35,6 +35,10 @@ class Service(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(String(2000), default="")
     owner_team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="RESTRICT"), index=True)
+    # Who is paged for this service's incidents (none: the owner team is e-mailed).
+    escalation_policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("escalation_policies.id", ondelete="RESTRICT"), index=True
+    )
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Opt-in: shown on the public status page (no login).
     public_status: Mapped[bool] = mapped_column(default=False, server_default=false())

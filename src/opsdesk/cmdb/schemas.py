@@ -15,6 +15,7 @@ class ServiceIn(In):
     name: ShortName
     description: Text = ""
     owner_team_id: DbId | None = None
+    escalation_policy_id: DbId | None = None  # who is paged; none: the owner team is e-mailed
     attributes: Attributes
     public_status: bool = False  # shown on the public status page (/status)
 
@@ -23,6 +24,7 @@ class ServiceUpdate(In):
     name: ShortName | None = None
     description: Text | None = None
     owner_team_id: DbId | None = None
+    escalation_policy_id: DbId | None = None
     attributes: dict[str, Any] | None = None
     public_status: bool | None = None
 
@@ -32,6 +34,7 @@ class ServiceOut(Out):
     name: str
     description: str
     owner_team_id: int | None
+    escalation_policy_id: int | None = None
     attributes: dict[str, Any]
     public_status: bool
     created_at: datetime

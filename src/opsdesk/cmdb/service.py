@@ -15,7 +15,14 @@ from opsdesk.cmdb.schemas import CIIn, CIUpdate, NodeKind, RelationshipIn, Servi
 from opsdesk.core.actor import Actor
 from opsdesk.core.errors import OpsdeskError, conflict, invalid, not_found
 
-SERVICE_FIELDS = ["name", "description", "owner_team_id", "attributes", "public_status"]
+SERVICE_FIELDS = [
+    "name",
+    "description",
+    "owner_team_id",
+    "escalation_policy_id",
+    "attributes",
+    "public_status",
+]
 CI_FIELDS = ["name", "ci_class", "description", "owner_team_id", "attributes"]
 # Edges whose target the source needs: the target cannot be deleted while they exist.
 DEPENDENCY_TYPES = (RelationType.depends_on.value, RelationType.runs_on.value)
@@ -30,6 +37,15 @@ def _check_team(s: Session, team_id: int | None) -> None:
         auth.get_team(s, team_id)
     except OpsdeskError:
         raise invalid("owner_team_id", f"no team with id {team_id}") from None
+
+
+def _check_policy(s: Session, policy_id: int | None) -> None:
+    if policy_id is None:
+        return
+    from opsdesk.oncall.models import EscalationPolicy
+
+    if s.get(EscalationPolicy, policy_id) is None:
+        raise invalid("escalation_policy_id", f"no escalation policy with id {policy_id}")
 
 
 def _refuse_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
@@ -86,6 +102,7 @@ def create_service(s: Session, data: ServiceIn, *, actor: Actor, now: datetime) 
     if get_service_by_name(s, data.name) is not None:
         raise conflict(f"a service named {data.name!r} already exists")
     _check_team(s, data.owner_team_id)
+    _check_policy(s, data.escalation_policy_id)
     svc = Service(**data.model_dump(), created_at=now, updated_at=now)
     s.add(svc)
     s.flush()
@@ -104,6 +121,8 @@ def update_service(
         raise conflict(f"a service named {changes['name']!r} already exists")
     if "owner_team_id" in changes:
         _check_team(s, changes["owner_team_id"])
+    if "escalation_policy_id" in changes:
+        _check_policy(s, changes["escalation_policy_id"])
     for k, v in changes.items():
         setattr(svc, k, v)
     svc.updated_at = now

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 
 from cryptography.fernet import Fernet, InvalidToken
 
 _fernet: Fernet | None = None
+_signing_key: bytes | None = None
 
 
 class SecretUnreadable(Exception):
@@ -19,9 +21,17 @@ class SecretUnreadable(Exception):
 
 
 def configure(secret_key: str) -> None:
-    global _fernet
+    global _fernet, _signing_key
     digest = hashlib.sha256(b"opsdesk secrets v1\x00" + secret_key.encode()).digest()
     _fernet = Fernet(base64.urlsafe_b64encode(digest))
+    _signing_key = hashlib.sha256(b"opsdesk signing v1\x00" + secret_key.encode()).digest()
+
+
+def sign(data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data`` with a key derived from the secret key (not the encryption key)."""
+    if _signing_key is None:
+        raise RuntimeError("secrets are not configured: call opsdesk.core.crypto.configure(secret_key) first")
+    return hmac.new(_signing_key, data, hashlib.sha256).digest()
 
 
 def _box() -> Fernet:

@@ -49,9 +49,15 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1)
     roles: str = "web,probes,pipeline,notify"
 
-    # Delivery: attempts before a message is dead-lettered, and the first backoff in seconds.
-    notify_max_attempts: int = Field(default=8, ge=1)
+    # Delivery: attempts before a message is dead-lettered, the first backoff in seconds, and the
+    # longest backoff (it doubles up to that, with jitter). The defaults keep retrying for about
+    # 75 minutes, so a receiver that is down for half an hour gets its pages within 5 minutes of
+    # coming back.
+    notify_max_attempts: int = Field(default=20, ge=1)
     notify_backoff_seconds: float = Field(default=5.0, gt=0)
+    notify_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # Webhook and apprise deliveries give up on one attempt after this many seconds.
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Monitoring: raw check results are kept this long (uptime from the state history and the
     # daily statistics is kept for ever); the prober's canaries (host:port, comma-separated) tell

@@ -285,6 +285,9 @@ def acknowledge(s: Session, incident_id: int, *, actor: Actor, now: datetime, no
         actor=actor.label,
         message=_with_note(f"Acknowledged by {actor.label}", note),
     )
+    from opsdesk.oncall import escalation
+
+    escalation.stop(s, inc.id, state="acknowledged", reason=f"acknowledged by {actor.label}", now=now)
     return inc
 
 
@@ -756,6 +759,9 @@ def fold_into(
     other.merged_into_id = into.id
     other.updated_at = now
     into.updated_at = now
+    from opsdesk.oncall import escalation
+
+    escalation.stop(s, other.id, state="stopped", reason=f"merged into {into.key}", now=now)
     add_timeline(
         s,
         other.id,
@@ -891,11 +897,23 @@ def postmortem_id(s: Session, incident_id: int) -> int | None:
 
 
 def _notify(s: Session, inc: Incident, what: str, now: datetime) -> None:
-    """Queue an e-mail to each member of the owner team of the incident's service."""
+    """Page through the service's escalation policy when it has one; otherwise (and for the
+    resolved notice) queue an e-mail to each member of the owner team of the incident's service."""
     from opsdesk.auth import service as auth
     from opsdesk.cmdb import service as cmdb
     from opsdesk.notify import service as notify
+    from opsdesk.oncall import escalation
 
+    if what == "resolved":
+        escalation.stop(s, inc.id, state="resolved", reason="the incident was resolved", now=now)
+    if inc.service_id is not None and what in ("opened", "reopened"):
+        policy_id = cmdb.get_service(s, inc.service_id).escalation_policy_id
+        if policy_id is not None:
+            escalation.start(s, inc.id, policy_id, now=now)
+            return
+    if what == "resolved" and escalation.escalation_of(s, inc.id) is not None:
+        _notify_paged(s, inc, now)
+        return
     if inc.service_id is None:
         add_timeline(
             s, inc.id, kind="notification", at=now, message="Nobody notified: the incident has no service"
@@ -940,6 +958,43 @@ def _notify(s: Session, inc: Incident, what: str, now: datetime) -> None:
         at=now,
         message=f"E-mail ({what}) queued for {', '.join(e for _, e in recipients)}",
     )
+
+
+def _notify_paged(s: Session, inc: Incident, now: datetime) -> None:
+    """Tell the people who were paged for an incident that it is resolved (one e-mail each)."""
+    from opsdesk.auth.models import User
+    from opsdesk.notify import service as notify
+    from opsdesk.oncall.models import Page
+
+    users = list(
+        s.scalars(select(User).where(User.id.in_(select(Page.user_id).where(Page.incident_id == inc.id))))
+    )
+    svc_name = "-"
+    if inc.service_id is not None:
+        from opsdesk.cmdb import service as cmdb
+
+        svc_name = cmdb.get_service(s, inc.service_id).name
+    subject, body = _message(inc, "resolved", svc_name)
+    for u in users:
+        notify.enqueue(
+            s,
+            channel="email",
+            recipient=u.email,
+            subject=subject,
+            body=body,
+            idempotency_key=f"incident:{inc.id}:resolved:{inc.updated_at.timestamp():.0f}:user:{u.id}",
+            incident_id=inc.id,
+            now=now,
+            user_id=u.id,
+        )
+    if users:
+        add_timeline(
+            s,
+            inc.id,
+            kind="notification",
+            at=now,
+            message=f"E-mail (resolved) queued for {', '.join(u.email for u in users)} (paged earlier)",
+        )
 
 
 def _message(inc: Incident, what: str, service_name: str) -> tuple[str, str]:

@@ -1,19 +1,54 @@
-"""Delivery: claim due outbox messages, send each through its channel, record the outcome."""
+"""Delivery: claim due outbox messages, send each through its channel, record the outcome.
+
+Claiming takes a lease on each row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several notify
+workers share the outbox). A page whose incident was acknowledged or resolved meanwhile is cancelled
+instead of sent. A channel with a rate limit sends at most that many a minute (per worker); the rest
+wait for the next free slot without counting an attempt. Every attempt, sent or failed, is on the
+incident's timeline. A crash between a send and its record means the message is sent again with
+the same idempotency key (``webhook-id``, ``Message-ID``), which receivers use to drop the repeat.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
 
 from opsdesk.core import metrics
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
 from opsdesk.core.settings import Settings
 from opsdesk.notify import service
+from opsdesk.notify.channels.apprise import AppriseChannel
 from opsdesk.notify.channels.base import Channel, DeliveryError
 from opsdesk.notify.channels.email import EmailChannel
+from opsdesk.notify.channels.webhook import WebhookChannel
+from opsdesk.notify.models import NotifyChannel, OutboxMessage, OutboxStatus
 
 log = logging.getLogger("opsdesk.notify")
+
+_WHAT = {"email": "E-mail", "apprise": "Message", "webhook": "Webhook"}
+
+
+class _Limiter:
+    """Sends per minute per channel, in this process."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, deque[datetime]] = {}
+
+    def wait(self, channel_id: int, limit: int, now: datetime) -> float:
+        """0 if a send may go now (and counts it), else seconds until a slot frees."""
+        q = self.sent.setdefault(channel_id, deque())
+        horizon = now - timedelta(minutes=1)
+        while q and q[0] <= horizon:
+            q.popleft()
+        if len(q) < limit:
+            q.append(now)
+            return 0.0
+        return max((q[0] - horizon).total_seconds(), 0.05)
 
 
 class Notifier:
@@ -21,10 +56,22 @@ class Notifier:
         self.db = db
         self.clock = clock
         self.settings = settings
-        chans: list[Channel] = channels if channels is not None else [EmailChannel(settings)]
+        timeout = settings.notify_timeout_seconds
+        chans: list[Channel] = (
+            channels
+            if channels is not None
+            else [EmailChannel(settings), AppriseChannel(timeout), WebhookChannel(timeout)]
+        )
         self.channels = {c.name: c for c in chans}
+        self.limiter = _Limiter()
 
-    async def deliver_due(self, limit: int = 100) -> int:
+    async def close(self) -> None:
+        for c in self.channels.values():
+            closer = getattr(c, "close", None)
+            if closer is not None:
+                await closer()
+
+    async def deliver_due(self, limit: int = 200) -> int:
         """Send what is due now. Returns how many messages were attempted."""
         claimed = await asyncio.to_thread(self._claim, limit)
         if not claimed:
@@ -34,13 +81,65 @@ class Notifier:
         return len(claimed)
 
     def _claim(self, limit: int) -> list[service.Claimed]:
+        from opsdesk.incidents.models import Incident, IncidentStatus
+        from opsdesk.notify.rules import config_of
+
+        now = self.clock.now()
         with self.db.session() as s:
-            return service.claim_due(s, now=self.clock.now(), limit=limit)
+            claimed = service.claim_due(s, now=now, limit=limit)
+            if not claimed:
+                return []
+            page_incidents = {m.incident_id for m in claimed if m.page_id is not None and m.incident_id}
+            moot = set()
+            if page_incidents:
+                moot = set(
+                    s.scalars(
+                        select(Incident.id).where(
+                            Incident.id.in_(page_incidents),
+                            (Incident.status != IncidentStatus.triggered.value)
+                            | Incident.merged_into_id.is_not(None),
+                        )
+                    )
+                )
+            channel_ids = {m.channel_id for m in claimed if m.channel_id is not None}
+            chans = {
+                c.id: c for c in s.scalars(select(NotifyChannel).where(NotifyChannel.id.in_(channel_ids)))
+            }
+            out = []
+            for m in claimed:
+                row = s.get(OutboxMessage, m.id)
+                assert row is not None
+                if m.page_id is not None and m.incident_id in moot:
+                    row.status = OutboxStatus.cancelled.value
+                    row.last_error = "cancelled: acknowledged or resolved before it was sent"
+                    row.lease_until = None
+                    continue
+                ch = chans.get(m.channel_id) if m.channel_id is not None else None
+                if ch is not None and ch.rate_per_minute:
+                    wait = self.limiter.wait(ch.id, ch.rate_per_minute, now)
+                    if wait:
+                        row.next_attempt_at = now + timedelta(seconds=wait)
+                        row.lease_until = None
+                        continue
+                target = None
+                if m.channel_id is not None:
+                    if ch is None:
+                        target = {}
+                    else:
+                        try:
+                            target = config_of(ch)
+                        except Exception as exc:  # the secret key changed: a clear failure, retried
+                            log.warning("channel %s cannot be read: %s", ch.id, exc)
+                            target = {}
+                out.append(_with_target(m, target))
+            return out
 
     async def _send(self, m: service.Claimed) -> str | None:
         channel = self.channels.get(m.channel)
         if channel is None:
             return f"no channel {m.channel!r} is configured"
+        if m.channel == "email" and m.target and m.target.get("address"):
+            m = _with_recipient(m, m.target["address"])
         try:
             await channel.send(m)
         except DeliveryError as exc:
@@ -56,10 +155,11 @@ class Notifier:
         now = self.clock.now()
         with self.db.session() as s:
             for m, error in outcomes:
+                what = _WHAT.get(m.channel, m.channel)
                 if error is None:
                     service.mark_sent(s, m.id, now=now)
                     metrics.NOTIFICATIONS.labels(m.channel, "sent").inc()
-                    text = f"E-mail sent to {m.recipient}: {m.subject}"
+                    text = f"{what} sent to {m.recipient}: {m.subject}"
                 else:
                     row = service.mark_failed(
                         s,
@@ -68,15 +168,16 @@ class Notifier:
                         now=now,
                         max_attempts=self.settings.notify_max_attempts,
                         backoff_seconds=self.settings.notify_backoff_seconds,
+                        backoff_max_seconds=self.settings.notify_backoff_max_seconds,
                     )
                     metrics.NOTIFICATIONS.labels(m.channel, "failed").inc()
                     log.warning(
                         "delivery failed",
                         extra={"recipient": m.recipient, "error": error, "attempt": row.attempts},
                     )
-                    text = f"Delivery to {m.recipient} failed (attempt {row.attempts}): {error}"
+                    text = f"{what} to {m.recipient} failed (attempt {row.attempts}): {error}"
                     if row.status == "dead":
-                        text += "; gave up"
+                        text += "; gave up (dead letter: retry it from the notifications page)"
                 if m.incident_id is not None:
                     incidents.add_timeline(
                         s,
@@ -84,6 +185,18 @@ class Notifier:
                         kind="notification",
                         at=now,
                         message=text,
-                        data={"outbox_id": m.id, "channel": m.channel},
+                        data={"outbox_id": m.id, "channel": m.channel, "ok": error is None},
                     )
             metrics.OUTBOX_PENDING.set(service.pending_count(s))
+
+
+def _with_target(m: service.Claimed, target: dict[str, object] | None) -> service.Claimed:
+    from dataclasses import replace
+
+    return replace(m, target=target)
+
+
+def _with_recipient(m: service.Claimed, recipient: str) -> service.Claimed:
+    from dataclasses import replace
+
+    return replace(m, recipient=recipient)

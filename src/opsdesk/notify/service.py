@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from opsdesk.core.errors import conflict, not_found
@@ -31,6 +31,10 @@ def enqueue(
     now: datetime,
     incident_id: int | None = None,
     data: dict[str, Any] | None = None,
+    not_before: datetime | None = None,
+    user_id: int | None = None,
+    channel_id: int | None = None,
+    page_id: int | None = None,
 ) -> OutboxMessage:
     """Queue a message; enqueueing the same idempotency key again returns the first one."""
     existing = s.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key))
@@ -46,9 +50,12 @@ def enqueue(
         incident_id=incident_id,
         status=OutboxStatus.pending.value,
         attempts=0,
-        next_attempt_at=now,
+        next_attempt_at=not_before or now,
         last_error="",
         created_at=now,
+        user_id=user_id,
+        channel_id=channel_id,
+        page_id=page_id,
     )
     s.add(msg)
     s.flush()
@@ -66,6 +73,11 @@ class Claimed:
     incident_id: int | None
     attempts: int
     data: dict[str, Any]
+    channel_id: int | None = None
+    user_id: int | None = None
+    page_id: int | None = None
+    # The channel's decrypted settings (address, URL, signing secrets), filled in at claim time.
+    target: dict[str, Any] | None = None
 
 
 def claim_due(s: Session, *, now: datetime, limit: int = 100, lease_seconds: float = 60) -> list[Claimed]:
@@ -95,6 +107,9 @@ def claim_due(s: Session, *, now: datetime, limit: int = 100, lease_seconds: flo
                 m.incident_id,
                 m.attempts,
                 dict(m.data),
+                m.channel_id,
+                m.user_id,
+                m.page_id,
             )
         )
     return out
@@ -111,7 +126,14 @@ def mark_sent(s: Session, message_id: int, *, now: datetime) -> OutboxMessage:
 
 
 def mark_failed(
-    s: Session, message_id: int, error: str, *, now: datetime, max_attempts: int, backoff_seconds: float
+    s: Session,
+    message_id: int,
+    error: str,
+    *,
+    now: datetime,
+    max_attempts: int,
+    backoff_seconds: float,
+    backoff_max_seconds: float = 3600.0,
 ) -> OutboxMessage:
     """Record a failed attempt; retry later with exponential backoff and jitter, or give up."""
     m = _get(s, message_id)
@@ -121,7 +143,7 @@ def mark_failed(
     if m.attempts >= max_attempts:
         m.status = OutboxStatus.dead.value
     else:
-        delay = min(backoff_seconds * 2 ** (m.attempts - 1), 3600.0)
+        delay = min(backoff_seconds * 2 ** min(m.attempts - 1, 30), backoff_max_seconds)
         m.next_attempt_at = now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
     return m
 
@@ -141,6 +163,24 @@ def _get(s: Session, message_id: int) -> OutboxMessage:
     if m is None:
         raise not_found("outbox message", message_id)
     return m
+
+
+def cancel_pages(s: Session, incident_id: int, *, now: datetime) -> int:
+    """Cancel an incident's page notifications not yet sent (it was acknowledged or resolved)."""
+    res = s.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.incident_id == incident_id,
+            OutboxMessage.page_id.is_not(None),
+            OutboxMessage.status == OutboxStatus.pending.value,
+        )
+        .values(
+            status=OutboxStatus.cancelled.value,
+            last_error="cancelled: acknowledged or resolved",
+            lease_until=None,
+        )
+    )
+    return int(getattr(res, "rowcount", 0) or 0)
 
 
 def pending_count(s: Session) -> int:

@@ -167,3 +167,79 @@ class ImportOut(Out):
     layer: LayerOut | None = None
     overrides: int = 0
     unmatched: list[str] = Field(description="event summaries no user could be found for (not imported)")
+
+
+# --- escalation policies -------------------------------------------------------------------------
+
+
+class TargetIn(In):
+    type: str = Field(description="user, schedule or team")
+    id: DbId | None = None
+    ref: Annotated[str, Field(max_length=254)] | None = Field(
+        None, description="instead of id: a user's e-mail, a schedule's or a team's name"
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> TargetIn:
+        if self.type not in ("user", "schedule", "team"):
+            raise ValueError("type must be user, schedule or team")
+        if (self.id is None) == (self.ref is None):
+            raise ValueError("give exactly one of id and ref")
+        return self
+
+
+class LevelIn(In):
+    timeout_minutes: int = Field(30, ge=1, le=1440, description="wait this long before the next level")
+    targets: list[TargetIn] = Field(min_length=1, max_length=20)
+
+
+class PolicyIn(In):
+    name: ShortName
+    description: Text = ""
+    repeat: int = Field(0, ge=0, le=9, description="run the whole policy this many more times")
+    levels: list[LevelIn] = Field(min_length=1, max_length=10)
+
+
+class PolicyUpdate(In):
+    name: ShortName | None = None
+    description: Text | None = None
+    repeat: int | None = Field(None, ge=0, le=9)
+    levels: list[LevelIn] | None = Field(None, min_length=1, max_length=10)
+
+
+class TargetOut(Out):
+    type: str
+    id: int
+    name: str
+
+
+class LevelOut(Out):
+    position: int
+    timeout_minutes: int
+    targets: list[TargetOut]
+
+
+class PolicyOut(Out):
+    id: int
+    name: str
+    description: str
+    repeat: int
+    levels: list[LevelOut]
+    services: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class EscalationOut(Out):
+    incident_id: int
+    policy_id: int | None
+    policy: str | None
+    state: str
+    run: int
+    level: int
+    round: int
+    next_at: datetime | None
+    steps: int
+    started_at: datetime
+    stopped_at: datetime | None
+    reason: str

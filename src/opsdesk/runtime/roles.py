@@ -24,6 +24,8 @@ from opsdesk.runtime.pipeline import Pipeline
 log = logging.getLogger("opsdesk.runtime")
 
 BACKGROUND_ROLES = ("probes", "pipeline", "notify")
+# How often the notify role looks for escalations that are due: the most a level is late.
+ESCALATE_EVERY = 0.25
 
 
 class Runtime:
@@ -70,6 +72,7 @@ class Runtime:
             )
         if "notify" in self.roles:
             self._tasks.append(asyncio.create_task(self._notify_loop(), name="notify"))
+            self._tasks.append(asyncio.create_task(self._escalate_loop(), name="escalate"))
         if "pipeline" in self.roles:
             # The watchdog lives with the pipeline, not the prober: it must run when probes stop.
             self._tasks.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
@@ -77,15 +80,39 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
         log.info("roles started", extra={"roles": sorted(self.roles)})
 
-    async def _notify_loop(self) -> None:
+    async def _notify_loop(self, batch: int = 200) -> None:
         while not self.stop_event.is_set():
+            sent = 0
             try:
-                await self.notifier.deliver_due()
+                sent = await self.notifier.deliver_due(batch)
             except Exception:
                 log.exception("notify step failed; retrying")
+            if sent >= batch:
+                continue  # more are due: no pause
             self.notify_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.notify_wake.wait(), 1.0)
+
+    async def _escalate_loop(self, every: float = ESCALATE_EVERY) -> None:
+        """Step the escalations that are due; their pages go to the outbox, which is woken."""
+        from opsdesk.oncall import escalation
+
+        def step() -> int:
+            with self.db.session() as s:
+                return len(escalation.run_due(s, now=self.clock.now(), base_url=self.settings.base_url))
+
+        while not self.stop_event.is_set():
+            stepped = 0
+            try:
+                stepped = await asyncio.to_thread(step)
+            except Exception:
+                log.exception("escalation step failed; retrying")
+            if stepped:
+                self.notify_wake.set()
+            if stepped >= 500:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), every)
 
     async def _watchdog_loop(self, every: float = 30.0) -> None:
         from opsdesk.monitoring import service as monitoring
@@ -140,4 +167,5 @@ class Runtime:
             if not t.done():
                 t.cancel()
         self._tasks.clear()
+        await self.notifier.close()
         self.store.close()

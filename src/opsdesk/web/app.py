@@ -37,6 +37,8 @@ from opsdesk.monitoring.heartbeat import Ping, record_pings
 from opsdesk.monitoring.probe_api import router as probe_router
 from opsdesk.oncall.api import feeds as oncall_feeds
 from opsdesk.oncall.api import router as oncall_router
+from opsdesk.oncall.escalation_api import actions as act_links
+from opsdesk.oncall.escalation_api import router as escalation_router
 from opsdesk.runtime.health import state_registry
 from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
 from opsdesk.runtime.writer import BatchWriter
@@ -157,6 +159,7 @@ def create_app(
         ascode_router,
         metrics_router,
         oncall_router,
+        escalation_router,
     ):
         app.include_router(router, prefix="/api/v1")
 
@@ -164,6 +167,7 @@ def create_app(
     app.include_router(system.router)
     app.include_router(hook_router)  # /hooks/<key>: the integration key is the credential
     app.include_router(oncall_feeds)  # /ical/<token>.ics: the token is the credential
+    app.include_router(act_links)  # /act/<token>: a signed, expiring, single-use link
     app.include_router(views.router)
     app.include_router(metrics_views.router)
     if STATIC.is_dir():
