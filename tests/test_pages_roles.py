@@ -22,6 +22,8 @@ from opsdesk.incidents import postmortems
 from opsdesk.incidents import service as incidents
 from opsdesk.monitoring import service as monitoring
 from opsdesk.monitoring.schemas import MonitorIn
+from opsdesk.oncall import service as oncall
+from opsdesk.oncall.schemas import LayerIn, OverrideIn, ScheduleIn
 from tests.conftest import PASSWORD
 from tests.support import login
 
@@ -31,6 +33,10 @@ OPEN = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("GET", "/me
 OPEN |= {("POST", "/hooks/{key}"), ("POST", "/hooks")}
 # The public status page (tests/test_statuspage.py checks that nothing private leaks).
 OPEN |= {("GET", "/status"), ("GET", "/status.json")}
+# On-call calendar feeds: the secret token in the URL is the credential (tests/test_oncall_api.py).
+OPEN |= {("GET", "/ical/{token}.ics")}
+# Acknowledge/resolve links from notifications: signed, expiring, single use (tests/test_escalation.py).
+OPEN |= {("GET", "/act/{token}"), ("POST", "/act/{token}")}
 
 # (method, path, least role). Paths use the ids of the seeded objects below.
 PAGES = [
@@ -123,6 +129,17 @@ PAGES = [
     ("GET", "/alert-rules/{rule_id}", "viewer"),
     ("POST", "/alert-rules/{rule_id}", "manager"),
     ("POST", "/alert-rules/{rule_id}/delete", "manager"),
+    ("GET", "/oncall", "viewer"),
+    ("POST", "/oncall", "manager"),
+    ("GET", "/oncall/{schedule_id}", "viewer"),
+    ("POST", "/oncall/{schedule_id}/overrides", "responder"),
+    ("POST", "/oncall/{schedule_id}/overrides/{override_id}/delete", "responder"),
+    ("POST", "/oncall/{schedule_id}/layers", "manager"),
+    ("POST", "/oncall/{schedule_id}/layers/{layer_id}/delete", "manager"),
+    ("POST", "/oncall/{schedule_id}/delete", "manager"),
+    ("POST", "/oncall/{schedule_id}/feed/reset", "manager"),
+    ("POST", "/oncall/my-feed/reset", "viewer"),
+    ("POST", "/oncall/{schedule_id}/import", "manager"),
     ("POST", "/logout", "viewer"),
 ]
 
@@ -184,6 +201,22 @@ def seeded(db, clock, accounts) -> dict[str, int]:
         item = postmortems.add_action_item(
             s, postmortems.ActionItemIn(postmortem_id=pm.id, title="follow up"), actor=SYSTEM, now=now
         )
+        sched = oncall.create(
+            s,
+            ScheduleIn(
+                name="primary",
+                layers=[LayerIn(participants=[accounts["responder"].email], rotation_start=now)],
+            ),
+            actor=SYSTEM,
+            now=now,
+        )
+        override = oncall.add_override(
+            s,
+            sched.id,
+            OverrideIn(user=accounts["admin"].email, starts_at=now, ends_at="2026-04-01T00:00Z"),
+            actor=SYSTEM,
+            now=now,
+        )
     return {
         "team_id": team.id,
         "service_id": svc.id,
@@ -199,6 +232,9 @@ def seeded(db, clock, accounts) -> dict[str, int]:
         "window_id": window.id,
         "rule_id": rule.id,
         "action_item_id": item.id,
+        "schedule_id": sched.id,
+        "layer_id": sched.layers[0].id,
+        "override_id": override.id,
     }
 
 

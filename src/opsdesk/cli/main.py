@@ -15,6 +15,7 @@ from opsdesk.cli import (
     ascode_cmds,
     cmdb_cmds,
     integration_cmds,
+    oncall_cmds,
     ops_cmds,
     people_cmds,
     postmortem_cmds,
@@ -41,6 +42,7 @@ integration_cmds.register(app)
 alert_cmds.register(app)
 postmortem_cmds.register(app)
 silence_cmds.register(app)
+oncall_cmds.register(app)
 
 
 @app.command()

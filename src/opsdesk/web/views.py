@@ -21,6 +21,7 @@ from opsdesk.incidents.statuspage import router as status_pages
 from opsdesk.incidents.views import router as incident_pages
 from opsdesk.monitoring import service as monitoring
 from opsdesk.monitoring.views import router as monitor_pages
+from opsdesk.oncall.views import router as oncall_pages
 from opsdesk.web.deps import SESSION_COOKIE, Ctx, page
 from opsdesk.web.render import render
 
@@ -31,6 +32,7 @@ router.include_router(status_pages)
 router.include_router(alert_pages)
 router.include_router(alert_admin_pages)
 router.include_router(monitor_pages)
+router.include_router(oncall_pages)
 router.include_router(cmdb_pages)
 router.include_router(auth_pages)
 router.include_router(audit_pages)
