@@ -443,3 +443,39 @@ def test_roles_auth_and_bad_queries(
         ({"user": people[0], "starts_at": "2026-03-02T10:00:00Z"}, "ends_at"),
     ]:
         problem(client.post(f"/api/v1/schedules/{sid}/overrides", json=bad, headers=resp), 422, field)
+
+
+def test_removed_participants_leave_flagged_gaps_and_long_turns_show_true_ends(
+    client: TestClient, accounts: dict[str, Account], people: list[str], clock: ManualClock, db: Database
+) -> None:
+    mgr, admin = accounts["manager"].headers, accounts["admin"].headers
+    body = weekly(people[:2])
+    body["layers"][0].update(turn_length=2, rotation_start="2026-02-23T09:00:00")  # fortnightly
+    sid = ok(client.post("/api/v1/schedules", json=body, headers=mgr), 201)["id"]
+    now = ok(client.get(f"/api/v1/schedules/{sid}", headers=mgr))["on_call_now"]
+    # Not clipped to a window around now: the fortnight's real handoffs.
+    assert now["user"]["email"] == people[0]
+    assert now["start"].startswith("2026-02-23T08:00:00") and now["end"].startswith("2026-03-09T08:00:00")
+    # Bob is deleted: his fortnight is nobody's, flagged as a gap, not silently skipped.
+    bob = next(u for u in ok(client.get("/api/v1/users", headers=admin))["items"] if u["email"] == people[1])
+    ok(client.delete(f"/api/v1/users/{bob['id']}", headers=admin), 204)
+    sched = ok(client.get(f"/api/v1/schedules/{sid}", headers=mgr))
+    assert sched["next_gap"]["start"].startswith("2026-03-09T08:00:00")
+    assert sched["layers"][0]["participants"][1]["name"] == f"(deleted user {bob['id']})"
+    assert who(client, sid, mgr, datetime(2026, 3, 10, tzinfo=UTC)) is None
+    # Moving the schedule to another zone keeps the local handoff time (09:00, now in London).
+    ok(client.patch(f"/api/v1/schedules/{sid}", json={"time_zone": "Europe/London"}, headers=mgr))
+    shifts = ok(
+        client.get(
+            f"/api/v1/schedules/{sid}/shifts",
+            params={"start": "2026-03-01T00:00:00Z", "end": "2026-04-01T00:00:00Z"},
+            headers=mgr,
+        )
+    )
+    london = ZoneInfo("Europe/London")
+    starts = [datetime.fromisoformat(sh["start"]).astimezone(london) for sh in shifts["final"][1:]]
+    assert {(d.hour, d.minute) for d in starts} == {(9, 0)}
+    # A feed reset is in the audit log.
+    ok(client.post(f"/api/v1/schedules/{sid}/feed/reset", headers=mgr))
+    with db.session() as s:
+        assert s.scalar(select(AuditEntry).where(AuditEntry.entity_type == "calendar_feed")) is not None

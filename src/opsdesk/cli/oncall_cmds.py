@@ -733,7 +733,7 @@ def schedule_feed(
 
     with session() as s:
         sched = _resolve(s, ref)
-        token = service.feed_token(s, schedule_id=sched.id, now=now(), reset=reset)
+        token = service.feed_token(s, schedule_id=sched.id, now=now(), reset=reset, actor=actor_as(None))
         name = sched.name
     console.print(
         f"{'new ' if reset else ''}iCal feed of {escape(name)}; anyone with this URL can read the shifts:"

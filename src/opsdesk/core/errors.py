@@ -27,10 +27,8 @@ class OpsdeskError(Exception):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        if self.errors:
-            fields = "; ".join(f"{e.field}: {e.message}" for e in self.errors)
-            return f"{self.detail} ({fields})"
-        return self.detail
+        fields = "; ".join(f"{e.field}: {e.message}" for e in self.errors if e.message not in self.detail)
+        return f"{self.detail} ({fields})" if fields else self.detail
 
 
 def invalid(field_name: str, message: str, detail: str | None = None) -> OpsdeskError:

@@ -187,7 +187,10 @@ def reset_schedule_feed(
     """A new secret iCal URL for the schedule; the old one stops working."""
     with ctx.session() as s:
         service.get(s, schedule_id)
-        return _feed(request, service.feed_token(s, schedule_id=schedule_id, now=ctx.now(), reset=True))
+        return _feed(
+            request,
+            service.feed_token(s, schedule_id=schedule_id, now=ctx.now(), reset=True, actor=ctx.actor),
+        )
 
 
 def _me(ctx: Ctx) -> int:
@@ -206,7 +209,9 @@ def my_feed(request: Request, ctx: Ctx = Depends(api())) -> object:
 @router.post("/me/oncall-feed/reset", response_model=FeedOut)
 def reset_my_feed(request: Request, ctx: Ctx = Depends(api())) -> object:
     with ctx.session() as s:
-        return _feed(request, service.feed_token(s, user_id=_me(ctx), now=ctx.now(), reset=True))
+        return _feed(
+            request, service.feed_token(s, user_id=_me(ctx), now=ctx.now(), reset=True, actor=ctx.actor)
+        )
 
 
 @feeds.get(

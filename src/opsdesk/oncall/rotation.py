@@ -114,7 +114,7 @@ def local_to_utc(day: date, minutes: int, tz: ZoneInfo) -> datetime:
 
 @dataclass(frozen=True)
 class Layer:
-    participants: tuple[int, ...]
+    participants: tuple[int | None, ...]  # None: a turn nobody takes (a removed participant)
     start: datetime
     turn_length: int = 1
     turn_unit: str = "weeks"
@@ -231,7 +231,8 @@ class Schedule:
             else:
                 for shifts, st in zip(reversed(per_layer), reversed(starts), strict=True):
                     i = bisect.bisect_right(st, a) - 1
-                    if i >= 0 and shifts[i].end > a:
+                    # A turn of nobody (a participant who was deleted or deactivated) covers nothing.
+                    if i >= 0 and shifts[i].end > a and shifts[i].user_id is not None:
                         user, source = shifts[i].user_id, shifts[i].source
                         break
             if out and out[-1].user_id == user and out[-1].source == source and out[-1].end == a:
@@ -241,11 +242,14 @@ class Schedule:
         return out
 
     def on_call(self, at: datetime) -> Shift:
-        """The final shift running at ``at`` (its user is None in a gap), clipped to 8 days around it."""
-        for sh in self.final(at - timedelta(days=8), at + timedelta(days=8)):
-            if sh.start <= at < sh.end:
-                return sh
-        raise AssertionError("unreachable: final() covers its whole range")
+        """The final shift running at ``at`` (its user is None in a gap), with its true start and end
+        when they are within 180 days of ``at`` (else clipped there)."""
+        for days in (8, 32, 128, 180):
+            lo, hi = at - timedelta(days=days), at + timedelta(days=days)
+            shift = next(sh for sh in self.final(lo, hi) if sh.start <= at < sh.end)
+            if shift.start > lo and shift.end < hi:
+                break
+        return shift
 
     def gaps(self, start: datetime, end: datetime) -> list[Shift]:
         return [sh for sh in self.final(start, end) if sh.user_id is None]

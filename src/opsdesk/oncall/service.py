@@ -70,10 +70,17 @@ def overrides(
 
 
 def engine(s: Session, sched: Schedule, start: datetime, end: datetime) -> rotation.Schedule:
-    """The computation's view of ``sched`` with the overrides that touch ``[start, end)``."""
+    """The computation's view of ``sched`` with the overrides that touch ``[start, end)``.
+
+    A participant who was deleted or deactivated keeps their place in the rotation, but their turns
+    are nobody's: gaps, flagged as such, until a manager edits the layer."""
+    wanted = {u for layer in sched.layers for u in layer.participants}
+    active = (
+        set(s.scalars(select(User.id).where(User.id.in_(wanted), User.active.is_(True)))) if wanted else set()
+    )
     layers = [
         rotation.Layer(
-            participants=tuple(layer.participants),
+            participants=tuple(u if u in active else None for u in layer.participants),
             start=layer.rotation_start,
             turn_length=layer.turn_length,
             turn_unit=layer.turn_unit,
@@ -88,8 +95,14 @@ def engine(s: Session, sched: Schedule, start: datetime, end: datetime) -> rotat
     ovs = [
         rotation.Override(o.user_id, o.starts_at, o.ends_at, o.id)
         for o in overrides(s, sched.id, start=start, end=end)
+        if o.user_id in active or _active(s, o.user_id)
     ]
     return rotation.Schedule(sched.time_zone, layers, ovs)
+
+
+def _active(s: Session, user_id: int) -> bool:
+    u = s.get(User, user_id)
+    return u is not None and u.active
 
 
 def final(s: Session, sched: Schedule, start: datetime, end: datetime) -> list[rotation.Shift]:
@@ -98,7 +111,7 @@ def final(s: Session, sched: Schedule, start: datetime, end: datetime) -> list[r
 
 
 def on_call(s: Session, sched: Schedule, at: datetime) -> rotation.Shift:
-    span = timedelta(days=8)
+    span = timedelta(days=180)
     return engine(s, sched, at - span, at + span).on_call(at)
 
 
@@ -167,6 +180,10 @@ def _layers(s: Session, sched: Schedule, data: list[LayerIn]) -> list[ScheduleLa
     return out
 
 
+def _rezone(at: datetime, old: ZoneInfo, new: ZoneInfo) -> datetime:
+    return at.astimezone(old).replace(tzinfo=new).astimezone(UTC)
+
+
 def _check_team(s: Session, team_id: int | None) -> None:
     from opsdesk.auth.models import Team
 
@@ -222,7 +239,14 @@ def update(s: Session, schedule_id: int, data: ScheduleUpdate, *, actor: Actor, 
     if "team_id" in fields:
         _check_team(s, data.team_id)
         sched.team_id = data.team_id
-    if "time_zone" in fields and data.time_zone is not None:
+    if "time_zone" in fields and data.time_zone is not None and data.time_zone != sched.time_zone:
+        # Handoffs stay at the same local wall time (Monday 09:00 stays Monday 09:00, now in the
+        # new zone); layers sent in the same request are read in the new zone anyway.
+        old_tz, new_tz = ZoneInfo(sched.time_zone), ZoneInfo(data.time_zone)
+        for layer in sched.layers:
+            layer.rotation_start = _rezone(layer.rotation_start, old_tz, new_tz)
+            if layer.ends_at is not None:
+                layer.ends_at = _rezone(layer.ends_at, old_tz, new_tz)
         sched.time_zone = data.time_zone
     if "layers" in fields and data.layers is not None:
         new = _layers(s, sched, data.layers)
@@ -309,6 +333,7 @@ def feed_token(
     user_id: int | None = None,
     now: datetime,
     reset: bool = False,
+    actor: Actor | None = None,
 ) -> str:
     """The secret token of a schedule's or a person's iCal feed; made on first use, new on ``reset``
     (the old URL stops working)."""
@@ -324,6 +349,17 @@ def feed_token(
     feed.token_secret = crypto.encrypt(token)
     feed.created_at = now
     s.flush()
+    if reset and actor is not None:
+        audit.record(
+            s,
+            actor=actor,
+            action="reset",
+            entity_type="calendar_feed",
+            entity_id=feed.id,
+            before=None,
+            after={"schedule_id": schedule_id, "user_id": user_id},
+            at=now,
+        )
     return token
 
 
@@ -374,7 +410,10 @@ def layer_dict(layer: ScheduleLayer, users: Users) -> dict[str, Any]:
         "id": layer.id,
         "position": layer.position,
         "name": layer.name,
-        "participants": [b for b in (users.brief(u) for u in layer.participants) if b is not None],
+        "participants": [
+            users.brief(u) or {"id": u, "name": f"(deleted user {u})", "email": ""}
+            for u in layer.participants
+        ],
         "rotation_start": layer.rotation_start,
         "turn_length": layer.turn_length,
         "turn_unit": layer.turn_unit,

@@ -860,7 +860,7 @@ def schedule_delete(
 def schedule_feed_reset(schedule_id: PathId, ctx: ManagerCtx) -> Response:
     with ctx.session() as s:
         service.get(s, schedule_id)
-        service.feed_token(s, schedule_id=schedule_id, now=ctx.now(), reset=True)
+        service.feed_token(s, schedule_id=schedule_id, now=ctx.now(), reset=True, actor=ctx.actor)
     return back(f"/oncall/{schedule_id}#ical", "The schedule has a new iCal URL; the old one no longer works")
 
 
@@ -869,7 +869,7 @@ def my_feed_reset(ctx: ViewerCtx, schedule_id: FormLine = "") -> Response:
     if ctx.actor.id is None:
         return back("/oncall", "Only a person has a personal calendar", kind="bad")
     with ctx.session() as s:
-        service.feed_token(s, user_id=ctx.actor.id, now=ctx.now(), reset=True)
+        service.feed_token(s, user_id=ctx.actor.id, now=ctx.now(), reset=True, actor=ctx.actor)
     target = f"/oncall/{schedule_id}#ical" if schedule_id.isdigit() else "/oncall"
     return back(target, "You have a new personal iCal URL; the old one no longer works")
 
