@@ -155,6 +155,12 @@ def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[s
     )
     w.ids["window_id"] = w.create("/api/v1/maintenance-windows", WINDOW | {"service_id": w.service_id})
     w.ids["rule_id"] = w.create("/api/v1/alert-rules", {"name": "disk", "matchers": ["alertname=DiskFull"]})
+    # On-call: a schedule with an override, a policy paging it, and an incident escalating by it.
+    w.ids["schedule_id"] = w.create("/api/v1/schedules", SCHEDULE | {"name": "primary"})
+    w.ids["override_id"] = w.create(f"/api/v1/schedules/{w.schedule_id}/overrides", OVERRIDE)
+    w.ids["policy_id"] = w.create("/api/v1/escalation-policies", POLICY | {"name": "default"})
+    paged = w.create("/api/v1/services", {"name": "paged", "escalation_policy_id": w.policy_id})
+    w.ids["paged_incident_id"] = w.create("/api/v1/incidents", {"title": "paging", "service_id": paged})
     return w
 
 
@@ -244,6 +250,54 @@ def action_item(w: World) -> dict[str, int]:
 
 
 EDIT = const({"description": "changed"})
+SCHEDULE = {
+    "time_zone": "Europe/Berlin",
+    "layers": [{"participants": ["responder@example.org"], "rotation_start": "2026-03-02T09:00:00"}],
+}
+OVERRIDE = {
+    "user": "manager@example.org",
+    "starts_at": "2026-03-03T09:00:00Z",
+    "ends_at": "2026-03-03T17:00:00Z",
+}
+POLICY = {"levels": [{"timeout_minutes": 5, "targets": [{"type": "schedule", "ref": "primary"}]}]}
+ICS = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:1\r\nSUMMARY:responder@example.org"
+    "\r\nDTSTART:20260310T080000Z\r\nDTEND:20260310T200000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def spare_schedule(w: World) -> dict[str, int]:
+    return {"schedule_id": w.create("/api/v1/schedules", SCHEDULE | {"name": f"s-{next(_SEQ)}"})}
+
+
+def spare_override(w: World) -> dict[str, int]:
+    o = w.create(f"/api/v1/schedules/{w.schedule_id}/overrides", OVERRIDE)
+    return {"schedule_id": w.schedule_id, "override_id": o}
+
+
+def spare_policy(w: World) -> dict[str, int]:
+    return {"policy_id": w.create("/api/v1/escalation-policies", POLICY | {"name": f"p-{next(_SEQ)}"})}
+
+
+def own_channel(w: World) -> dict[str, int]:
+    """A contact method of the caller (its owner may change it, whatever the role)."""
+    assert w.actor is not None
+    r = w.client.post(
+        "/api/v1/me/channels",
+        json={"name": f"c-{next(_SEQ)}", "kind": "email", "address": "me@example.org"},
+        headers=w.actor.headers,
+    )
+    assert r.status_code == 201, r.text
+    return {"channel_id": r.json()["id"]}
+
+
+def own_rule(w: World) -> dict[str, int]:
+    assert w.actor is not None
+    r = w.client.post("/api/v1/me/notification-rules", json={"delay_minutes": 1}, headers=w.actor.headers)
+    assert r.status_code == 201, r.text
+    return {"rule_id": r.json()["id"]}
+
+
 WINDOW = {"name": "patching", "starts_at": "2026-04-01T02:00:00Z", "ends_at": "2026-04-01T04:00:00Z"}
 _SEQ = itertools.count(1)
 
@@ -306,6 +360,8 @@ ROUTES = [
     Route("GET", "/api/v1/alerts", V),
     Route("GET", "/api/v1/alerts/{alert_id}", V, seeded("alert_id")),
     Route("GET", "/api/v1/alerts/noise", V),
+    Route("GET", "/api/v1/oncall/load", V),
+    Route("GET", "/api/v1/oncall/load.csv", V),
     Route("GET", "/api/v1/incidents", V),
     Route("GET", "/api/v1/incidents/{ref}", V, incident),
     Route("POST", "/api/v1/incidents/{ref}/ack", R, incident, const({"note": "on it"})),
@@ -355,6 +411,52 @@ ROUTES = [
     # config as code
     Route("POST", "/api/v1/apply", M, body=const({"services": [{"name": "from-a-document"}]})),
     Route("GET", "/api/v1/export", V),
+    # on-call schedules
+    Route("GET", "/api/v1/schedules", V),
+    Route("POST", "/api/v1/schedules", M, body=lambda w: SCHEDULE | {"name": f"s-{next(_SEQ)}"}),
+    Route("GET", "/api/v1/schedules/{schedule_id}", V, seeded("schedule_id")),
+    Route("PATCH", "/api/v1/schedules/{schedule_id}", M, seeded("schedule_id"), EDIT),
+    Route("DELETE", "/api/v1/schedules/{schedule_id}", M, spare_schedule),
+    Route("GET", "/api/v1/schedules/{schedule_id}/on-call", V, seeded("schedule_id")),
+    Route("GET", "/api/v1/schedules/{schedule_id}/shifts", V, seeded("schedule_id")),
+    Route("GET", "/api/v1/schedules/{schedule_id}/gaps", V, seeded("schedule_id")),
+    Route("GET", "/api/v1/schedules/{schedule_id}/overrides", V, seeded("schedule_id")),
+    Route("POST", "/api/v1/schedules/{schedule_id}/overrides", R, seeded("schedule_id"), const(OVERRIDE)),
+    Route("DELETE", "/api/v1/schedules/{schedule_id}/overrides/{override_id}", R, spare_override),
+    Route("POST", "/api/v1/schedules/{schedule_id}/import", M, spare_schedule, const({"ics": ICS})),
+    Route("GET", "/api/v1/schedules/{schedule_id}/feed", V, seeded("schedule_id")),
+    Route("POST", "/api/v1/schedules/{schedule_id}/feed/reset", M, seeded("schedule_id")),
+    Route("GET", "/api/v1/me/oncall-feed", V),
+    Route("POST", "/api/v1/me/oncall-feed/reset", V),
+    # escalation, channels and notification rules
+    Route("GET", "/api/v1/escalation-policies", V),
+    Route("POST", "/api/v1/escalation-policies", M, body=lambda w: POLICY | {"name": f"p-{next(_SEQ)}"}),
+    Route("GET", "/api/v1/escalation-policies/{policy_id}", V, seeded("policy_id")),
+    Route("PATCH", "/api/v1/escalation-policies/{policy_id}", M, seeded("policy_id"), const({"repeat": 2})),
+    Route("DELETE", "/api/v1/escalation-policies/{policy_id}", M, spare_policy),
+    Route(
+        "GET", "/api/v1/incidents/{incident_id}/escalation", V, lambda w: {"incident_id": w.paged_incident_id}
+    ),
+    Route("GET", "/api/v1/channels", V),
+    Route(
+        "POST",
+        "/api/v1/channels",
+        M,
+        body=lambda w: {"name": f"w-{next(_SEQ)}", "kind": "webhook", "url": "http://x/y"},
+    ),
+    Route("PATCH", "/api/v1/channels/{channel_id}", V, own_channel, const({"rate_per_minute": 10})),
+    Route("DELETE", "/api/v1/channels/{channel_id}", V, own_channel),
+    Route("GET", "/api/v1/me/channels", V),
+    Route(
+        "POST",
+        "/api/v1/me/channels",
+        V,
+        body=lambda w: {"name": f"m-{next(_SEQ)}", "kind": "email", "address": "a@b.c"},
+    ),
+    Route("GET", "/api/v1/me/notification-rules", V),
+    Route("POST", "/api/v1/me/notification-rules", V, body=const({"urgency": "high", "delay_minutes": 2})),
+    Route("DELETE", "/api/v1/me/notification-rules/{rule_id}", V, own_rule),
+    Route("GET", "/api/v1/users/{user_id}/notification-rules", M, seeded("user_id")),
     # audit, and the metrics endpoint outside /api/v1
     Route("GET", "/api/v1/audit", M),
     Route("GET", "/metrics", V),

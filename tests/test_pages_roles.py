@@ -130,6 +130,7 @@ PAGES = [
     ("POST", "/alert-rules/{rule_id}", "manager"),
     ("POST", "/alert-rules/{rule_id}/delete", "manager"),
     ("GET", "/oncall", "viewer"),
+    ("GET", "/oncall/load", "viewer"),
     ("POST", "/oncall", "manager"),
     ("GET", "/oncall/{schedule_id}", "viewer"),
     ("POST", "/oncall/{schedule_id}/overrides", "responder"),
@@ -140,6 +141,22 @@ PAGES = [
     ("POST", "/oncall/{schedule_id}/feed/reset", "manager"),
     ("POST", "/oncall/my-feed/reset", "viewer"),
     ("POST", "/oncall/{schedule_id}/import", "manager"),
+    ("GET", "/escalation-policies", "viewer"),
+    ("POST", "/escalation-policies", "manager"),
+    ("GET", "/escalation-policies/{policy_id}", "viewer"),
+    ("POST", "/escalation-policies/{policy_id}", "manager"),
+    ("POST", "/escalation-policies/{policy_id}/delete", "manager"),
+    ("GET", "/notifications", "viewer"),
+    ("POST", "/notifications/{message_id}/retry", "responder"),
+    ("POST", "/notifications/retry-dead", "manager"),
+    ("GET", "/me/notifications", "viewer"),
+    ("POST", "/me/channels", "viewer"),
+    ("POST", "/me/channels/{channel_id}/delete", "viewer"),
+    ("POST", "/me/rules", "viewer"),
+    ("POST", "/me/rules/{rule_id}/delete", "viewer"),
+    ("GET", "/channels", "manager"),
+    ("POST", "/channels", "manager"),
+    ("POST", "/channels/{channel_id}/delete", "manager"),
     ("POST", "/logout", "viewer"),
 ]
 
@@ -217,6 +234,19 @@ def seeded(db, clock, accounts) -> dict[str, int]:
             actor=SYSTEM,
             now=now,
         )
+    from opsdesk.notify import service as outbox
+    from opsdesk.oncall import escalation
+    from opsdesk.oncall.schemas import PolicyIn
+
+    with db.session() as s:
+        levels = [{"timeout_minutes": 5, "targets": [{"type": "schedule", "ref": "primary"}]}]
+        policy = escalation.create(
+            s, PolicyIn.model_validate({"name": "p", "levels": levels}), actor=SYSTEM, now=now
+        )
+        message = outbox.enqueue(
+            s, channel="email", recipient="a@example.org", subject="s", body="b", idempotency_key="k", now=now
+        )
+        outbox.mark_failed(s, message.id, "refused", now=now, max_attempts=1, backoff_seconds=1)
     return {
         "team_id": team.id,
         "service_id": svc.id,
@@ -235,6 +265,9 @@ def seeded(db, clock, accounts) -> dict[str, int]:
         "schedule_id": sched.id,
         "layer_id": sched.layers[0].id,
         "override_id": override.id,
+        "policy_id": policy.id,
+        "message_id": message.id,
+        "channel_id": 1,  # below manager a 403 comes first; a viewer may delete own channels only
     }
 
 

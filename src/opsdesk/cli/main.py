@@ -14,7 +14,9 @@ from opsdesk.cli import (
     alert_cmds,
     ascode_cmds,
     cmdb_cmds,
+    escalation_cmds,
     integration_cmds,
+    load_cmds,
     oncall_cmds,
     ops_cmds,
     people_cmds,
@@ -43,6 +45,8 @@ alert_cmds.register(app)
 postmortem_cmds.register(app)
 silence_cmds.register(app)
 oncall_cmds.register(app)
+escalation_cmds.register(app)
+load_cmds.register(app)
 
 
 @app.command()

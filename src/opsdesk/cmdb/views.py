@@ -110,6 +110,9 @@ def _schema_fields(form: dict[str, str]) -> dict[str, Any]:
         fields["class"] = form["ci_class"]  # the form cannot say "class": it names a Python parameter
     if "public_status" in form:  # services' edit form: a checkbox, sent only when ticked
         fields["public_status"] = form["public_status"] == "on"
+    if "escalation_policy_id" in form:  # services' edit form: a select, "none" for none
+        choice = form["escalation_policy_id"]
+        fields["escalation_policy_id"] = None if choice in ("", "none") else choice
     return fields
 
 
@@ -276,7 +279,12 @@ def _node_context(s: Session, pages: NodePages, node: Node) -> dict[str, Any]:
 
 
 def _service_extras(s: Session, svc: Service) -> dict[str, Any]:
+    from opsdesk.oncall import escalation
+
+    policies = escalation.list_policies(s)
     return {
+        "policies": [(p.id, p.name) for p in policies],
+        "policy_name": next((p.name for p in policies if p.id == svc.escalation_policy_id), None),
         "monitors": monitoring.list_monitors(s, service_id=svc.id, limit=500),
         "incidents": incidents.list_incidents(s, service_id=svc.id, status=list(incidents.OPEN), limit=100),
     }
@@ -297,6 +305,7 @@ def _node_form_defaults(node: Node) -> dict[str, str]:
         form["ci_class"] = node.ci_class
     else:
         form["public_status"] = "on" if node.public_status else ""
+        form["escalation_policy_id"] = str(node.escalation_policy_id or "")
     return form
 
 
@@ -484,8 +493,11 @@ def service_update(
     form: NodeForm,
     attributes: FormText = "",
     public_status: FormText = "",
+    escalation_policy_id: Annotated[str | None, Form()] = None,
 ) -> Response:
     form = {**form, "attributes": attributes, "public_status": public_status}
+    if escalation_policy_id is not None:  # absent (or empty): the policy is kept
+        form["escalation_policy_id"] = escalation_policy_id
     return _update_node(request, ctx, SERVICES, service_id, form)
 
 

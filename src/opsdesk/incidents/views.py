@@ -198,6 +198,14 @@ def incident_declare(
 # --- one incident ------------------------------------------------------------------------------
 
 
+def _escalation(s: Session, incident_id: int) -> dict[str, Any] | None:
+    """Where the incident is in its service's escalation policy (None: it was never escalated)."""
+    from opsdesk.oncall import escalation
+
+    esc = escalation.escalation_of(s, incident_id)
+    return escalation.escalation_dict(s, esc) if esc is not None else None
+
+
 def _detail_context(s: Session, ctx: Ctx, inc: Incident) -> dict[str, Any]:
     entries = service.timeline(s, inc.id)
     incident_alerts = alerts.list_alerts(s, incident_id=inc.id, limit=500)
@@ -228,6 +236,7 @@ def _detail_context(s: Session, ctx: Ctx, inc: Incident) -> dict[str, Any]:
         "merged_from": service.merged_into_this(s, inc.id),
         "mergeable": mergeable,
         "postmortem_id": service.postmortem_id(s, inc.id),
+        "escalation": _escalation(s, inc.id),
         "can_act": can_act,
         "levels": LEVELS,
         "severities": service.SEVERITIES,

@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from opsdesk.core import metrics
 from opsdesk.core.clock import Clock
@@ -150,14 +150,17 @@ class Notifier:
         return None
 
     def _record(self, outcomes: list[tuple[service.Claimed, str | None]]) -> None:
-        from opsdesk.incidents import service as incidents
+        from opsdesk.incidents.models import TimelineEntry
 
         now = self.clock.now()
+        timeline: list[dict[str, object]] = []
         with self.db.session() as s:
+            sent = [m.id for m, error in outcomes if error is None]
+            if sent:
+                service.mark_all_sent(s, sent, now=now)
             for m, error in outcomes:
                 what = _WHAT.get(m.channel, m.channel)
                 if error is None:
-                    service.mark_sent(s, m.id, now=now)
                     metrics.NOTIFICATIONS.labels(m.channel, "sent").inc()
                     text = f"{what} sent to {m.recipient}: {m.subject}"
                 else:
@@ -179,14 +182,18 @@ class Notifier:
                     if row.status == "dead":
                         text += "; gave up (dead letter: retry it from the notifications page)"
                 if m.incident_id is not None:
-                    incidents.add_timeline(
-                        s,
-                        m.incident_id,
-                        kind="notification",
-                        at=now,
-                        message=text,
-                        data={"outbox_id": m.id, "channel": m.channel, "ok": error is None},
+                    timeline.append(
+                        {
+                            "incident_id": m.incident_id,
+                            "at": now,
+                            "kind": "notification",
+                            "actor": "opsdesk",
+                            "message": text,
+                            "data": {"outbox_id": m.id, "channel": m.channel, "ok": error is None},
+                        }
                     )
+            if timeline:
+                s.execute(insert(TimelineEntry), timeline)
             metrics.OUTBOX_PENDING.set(service.pending_count(s))
 
 

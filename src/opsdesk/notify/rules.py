@@ -34,7 +34,6 @@ from opsdesk.core.actor import Actor
 from opsdesk.core.errors import conflict, forbidden, invalid, not_found
 from opsdesk.core.schemas import DbId, In, Out, ShortName
 from opsdesk.notify import links
-from opsdesk.notify import service as outbox
 from opsdesk.notify.models import ChannelKind, NotificationRule, NotifyChannel
 
 URGENCIES = ("any", "high", "medium", "low")
@@ -330,62 +329,104 @@ def rule_dict(s: Session, rule: NotificationRule) -> dict[str, Any]:
 # --- pages ---------------------------------------------------------------------------------------
 
 
-def notify_page(s: Session, page: Any, inc: Any, user: User, *, now: datetime, base_url: str) -> int:
-    """Queue the notifications of one page by the person's rules. Returns how many were queued."""
-    from opsdesk.incidents.service import key_of
+class PageNotifier:
+    """Queues the notifications of pages by each person's rules, looking rules and channels up once.
 
-    rules = [r for r in list_rules(s, user.id) if r.urgency in ("any", inc.urgency)]
-    plan: list[tuple[int, NotificationRule | None]] = [(r.delay_minutes, r) for r in rules] or [(0, None)]
-    base = base_url.rstrip("/")
-    ack = f"{base}/act/{links.make(inc.id, 'acknowledge', user.id, now=now)}"
-    res = f"{base}/act/{links.make(inc.id, 'resolve', user.id, now=now)}"
-    key = key_of(inc.id)
-    subject = f"[opsdesk] {key} {inc.priority} {inc.severity.upper()}: {inc.title}"
-    body = (
-        f"You are paged for {key} ({page.via}; escalation level {page.level + 1}).\n\n"
-        f"Title:    {inc.title}\n"
-        f"Priority: {inc.priority} (urgency {inc.urgency})\n"
-        f"Severity: {inc.severity}\n"
-        f"Opened:   {inc.opened_at:%Y-%m-%d %H:%M} UTC\n\n"
-        f"Acknowledge: {ack}\n"
-        f"Resolve:     {res}\n"
-        f"Open:        {base}/incidents/{inc.id}\n"
-    )
-    data = {
-        "type": "incident.page",
-        "incident": {
-            "id": inc.id,
-            "key": key,
-            "title": inc.title,
-            "status": inc.status,
-            "severity": inc.severity,
-            "priority": inc.priority,
-            "urgency": inc.urgency,
-            "url": f"{base}/incidents/{inc.id}",
-        },
-        "recipient": {"user_id": user.id, "name": user.name},
-        "escalation": {"level": page.level + 1, "round": page.round + 1, "via": page.via},
-        "actions": {"acknowledge": ack, "resolve": res},
-    }
-    queued = 0
-    for delay, rule in plan:
-        ch = s.get(NotifyChannel, rule.channel_id) if rule is not None and rule.channel_id else None
-        if ch is not None and not ch.enabled:
-            continue
-        outbox.enqueue(
-            s,
-            channel=ch.kind if ch else "email",
-            recipient=ch.display if ch else user.email,
-            subject=subject,
-            body=body,
-            idempotency_key=f"page:{page.id}:rule:{rule.id if rule else 0}",
-            incident_id=inc.id,
-            now=now,
-            not_before=now + timedelta(minutes=delay),
-            data=data,
-            user_id=user.id,
-            channel_id=ch.id if ch else None,
-            page_id=page.id,
+    The pages are new rows (a step that was taken before pages nobody again), so their messages are
+    new too: they are added without looking their idempotency keys up one by one, and written with
+    the caller's next flush, in one batch."""
+
+    def __init__(self, s: Session, *, now: datetime, base_url: str) -> None:
+        self.s = s
+        self.now = now
+        self.base = base_url.rstrip("/")
+        self.rules: dict[int, list[NotificationRule]] = {}
+        self.channels: dict[int, NotifyChannel | None] = {}
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self) -> None:
+        """Insert the queued messages in one statement."""
+        from sqlalchemy import insert
+
+        from opsdesk.notify.models import OutboxMessage
+
+        if self.rows:
+            self.s.execute(insert(OutboxMessage), self.rows)
+            self.rows = []
+
+    def _rules(self, user_id: int) -> list[NotificationRule]:
+        if user_id not in self.rules:
+            self.rules[user_id] = list_rules(self.s, user_id)
+        return self.rules[user_id]
+
+    def _channel(self, channel_id: int) -> NotifyChannel | None:
+        if channel_id not in self.channels:
+            self.channels[channel_id] = self.s.get(NotifyChannel, channel_id)
+        return self.channels[channel_id]
+
+    def notify(self, page: Any, inc: Any, user: User) -> int:
+        """Queue one page's notifications. Returns how many were queued."""
+        from opsdesk.incidents.service import key_of
+        from opsdesk.notify.models import OutboxStatus
+
+        now, base = self.now, self.base
+        matching = [r for r in self._rules(user.id) if r.urgency in ("any", inc.urgency)]
+        plan: list[tuple[int, NotificationRule | None]] = [(r.delay_minutes, r) for r in matching] or [
+            (0, None)
+        ]
+        ack = f"{base}/act/{links.make(inc.id, 'acknowledge', user.id, now=now)}"
+        res = f"{base}/act/{links.make(inc.id, 'resolve', user.id, now=now)}"
+        key = key_of(inc.id)
+        subject = f"[opsdesk] {key} {inc.priority} {inc.severity.upper()}: {inc.title}"
+        body = (
+            f"You are paged for {key} ({page.via}; escalation level {page.level + 1}).\n\n"
+            f"Title:    {inc.title}\n"
+            f"Priority: {inc.priority} (urgency {inc.urgency})\n"
+            f"Severity: {inc.severity}\n"
+            f"Opened:   {inc.opened_at:%Y-%m-%d %H:%M} UTC\n\n"
+            f"Acknowledge: {ack}\n"
+            f"Resolve:     {res}\n"
+            f"Open:        {base}/incidents/{inc.id}\n"
         )
-        queued += 1
-    return queued
+        data = {
+            "type": "incident.page",
+            "incident": {
+                "id": inc.id,
+                "key": key,
+                "title": inc.title,
+                "status": inc.status,
+                "severity": inc.severity,
+                "priority": inc.priority,
+                "urgency": inc.urgency,
+                "url": f"{base}/incidents/{inc.id}",
+            },
+            "recipient": {"user_id": user.id, "name": user.name},
+            "escalation": {"level": page.level + 1, "round": page.round + 1, "via": page.via},
+            "actions": {"acknowledge": ack, "resolve": res},
+        }
+        queued = 0
+        for delay, rule in plan:
+            ch = self._channel(rule.channel_id) if rule is not None and rule.channel_id else None
+            if ch is not None and not ch.enabled:
+                continue
+            self.rows.append(
+                {
+                    "idempotency_key": f"page:{page.id}:rule:{rule.id if rule else 0}",
+                    "channel": ch.kind if ch else "email",
+                    "recipient": ch.display if ch else user.email,
+                    "subject": subject,
+                    "body": body,
+                    "data": data,
+                    "incident_id": inc.id,
+                    "status": OutboxStatus.pending.value,
+                    "attempts": 0,
+                    "next_attempt_at": now + timedelta(minutes=delay),
+                    "last_error": "",
+                    "created_at": now,
+                    "user_id": user.id,
+                    "channel_id": ch.id if ch else None,
+                    "page_id": page.id,
+                }
+            )
+            queued += 1
+        return queued

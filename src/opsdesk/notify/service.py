@@ -125,6 +125,22 @@ def mark_sent(s: Session, message_id: int, *, now: datetime) -> OutboxMessage:
     return m
 
 
+def mark_all_sent(s: Session, message_ids: list[int], *, now: datetime) -> None:
+    """Record a batch of successful sends in one statement."""
+    s.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(message_ids))
+        .values(
+            status=OutboxStatus.sent.value,
+            attempts=OutboxMessage.attempts + 1,
+            sent_at=now,
+            lease_until=None,
+            last_error="",
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def mark_failed(
     s: Session,
     message_id: int,
@@ -155,6 +171,7 @@ def retry(s: Session, message_id: int, *, now: datetime) -> OutboxMessage:
         raise conflict(f"message {message_id} is {m.status}, only dead messages can be retried")
     m.status = OutboxStatus.pending.value
     m.next_attempt_at = now
+    m.attempts = 0  # a fresh set of attempts, with backoff from the start
     return m
 
 

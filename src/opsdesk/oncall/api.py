@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -150,10 +151,20 @@ def delete_override(
 @router.post("/schedules/{schedule_id}/import", response_model=ImportOut)
 async def import_ical(schedule_id: PathId, request: Request, ctx: Ctx = Depends(api(Role.manager))) -> object:
     """Import an existing rotation from an iCal file (PagerDuty's or Grafana OnCall's export, a team
-    calendar): send the file as the body (``Content-Type: text/calendar``). People are matched by
-    e-mail address, then by name. A regular rotation becomes a new top layer; anything else becomes
-    one override per shift still to come."""
+    calendar): send the file as the body (``Content-Type: text/calendar``), or JSON ``{"ics": "…"}``.
+    People are matched by e-mail address, then by name. A regular rotation becomes a new top layer;
+    anything else becomes one override per shift still to come."""
     body = await request.body()
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise invalid("file", "the JSON body is not valid JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("ics"), str):
+            raise invalid(
+                "ics", 'send {"ics": "<the iCal file as text>"}, or the file itself as text/calendar'
+            )
+        body = doc["ics"].encode()
     if not body.strip():
         raise invalid("file", "send the iCal file as the request body")
     if len(body) > MAX_ICS_BYTES:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from opsdesk.audit import service as audit
@@ -288,6 +289,13 @@ class _Tick:
     on_call: dict[int, list[User]] = field(default_factory=dict)
     members: dict[int, list[User]] = field(default_factory=dict)
     policies: dict[int, EscalationPolicy | None] = field(default_factory=dict)
+    names: dict[tuple[str, int], str] = field(default_factory=dict)
+    # (incident, run, round, level, user) of the pages that exist: a retried step pages nobody twice.
+    paged: set[tuple[int, int, int, int, int]] = field(default_factory=set)
+    # Pages made in this tick, with their incident and person: notified after one flush.
+    made: list[tuple[dict[str, Any], Any, User]] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    incidents: dict[int, Any] = field(default_factory=dict)  # held here: the identity map is weak
 
 
 def run_due(s: Session, *, now: datetime, base_url: str = "", limit: int = 500) -> list[tuple[int, float]]:
@@ -301,13 +309,44 @@ def run_due(s: Session, *, now: datetime, base_url: str = "", limit: int = 500) 
     )
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
+    from opsdesk.incidents.models import Incident, TimelineEntry
+    from opsdesk.notify import rules
+
+    due = list(s.scalars(q).all())
+    if not due:
+        return []
     tick = _Tick(now, base_url)
+    ids = [e.incident_id for e in due]
+    tick.incidents = {i.id: i for i in s.scalars(select(Incident).where(Incident.id.in_(ids)))}
+    tick.paged = {
+        (p.incident_id, p.run, p.round, p.level, p.user_id)
+        for p in s.execute(
+            select(Page.incident_id, Page.run, Page.round, Page.level, Page.user_id).where(
+                Page.incident_id.in_(ids)
+            )
+        )
+    }
     out = []
-    for esc in s.scalars(q).all():
+    for esc in due:
         assert esc.next_at is not None
         late = (now - esc.next_at).total_seconds()
         _step(s, esc, tick)
         out.append((esc.incident_id, late))
+    # Written in batches (a storm steps hundreds of escalations in one tick): the timeline, the
+    # pages (their ids key their notifications), then the notifications.
+    s.flush()
+    if tick.timeline:
+        s.execute(insert(TimelineEntry), tick.timeline)
+    if tick.made:
+        ids = list(
+            s.scalars(
+                insert(Page).returning(Page.id, sort_by_parameter_order=True), [p for p, _, _ in tick.made]
+            )
+        )
+        notifier = rules.PageNotifier(s, now=now, base_url=base_url)
+        for page_id, (page, inc, user) in zip(ids, tick.made, strict=True):
+            notifier.notify(SimpleNamespace(id=page_id, **page), inc, user)
+        notifier.write()
     return out
 
 
@@ -327,10 +366,9 @@ def _policy(s: Session, tick: _Tick, policy_id: int | None) -> EscalationPolicy 
 
 def _step(s: Session, esc: Escalation, tick: _Tick) -> None:
     from opsdesk.incidents.models import Incident, IncidentStatus
-    from opsdesk.incidents.service import add_timeline
 
     now = tick.now
-    inc = s.get(Incident, esc.incident_id)
+    inc = tick.incidents.get(esc.incident_id) or s.get(Incident, esc.incident_id)
     if inc is None or inc.status != IncidentStatus.triggered.value or inc.merged_into_id is not None:
         state = inc.status if inc is not None and inc.status != IncidentStatus.triggered.value else "stopped"
         stop(s, esc.incident_id, state=state, reason=f"the incident is {state}", now=now)
@@ -372,13 +410,20 @@ def _step(s: Session, esc: Escalation, tick: _Tick) -> None:
         )
     else:
         text = f"Escalation {where} ({policy.name}): nobody to page (no one on call, or no active members)"
-    add_timeline(
-        s,
-        inc.id,
-        kind="escalation",
-        at=now,
-        message=text,
-        data={"level": esc.level, "round": esc.round, "run": esc.run, "users": [u.id for u, _ in paged]},
+    tick.timeline.append(
+        {
+            "incident_id": inc.id,
+            "at": now,
+            "kind": "escalation",
+            "actor": "opsdesk",
+            "message": text,
+            "data": {
+                "level": esc.level,
+                "round": esc.round,
+                "run": esc.run,
+                "users": [u.id for u, _ in paged],
+            },
+        }
     )
     assert esc.next_at is not None
     scheduled = esc.next_at
@@ -398,8 +443,8 @@ def _users_for(s: Session, target: dict[str, Any], tick: _Tick) -> tuple[list[Us
         if ident not in tick.on_call:
             sched = s.get(Schedule, ident)
             tick.on_call[ident] = schedules.on_call_users(s, ident, tick.now) if sched else []
-        sched = s.get(Schedule, ident)
-        return tick.on_call[ident], f"on call for {sched.name if sched else ident}"
+            tick.names[("schedule", ident)] = f"on call for {sched.name if sched else ident}"
+        return tick.on_call[ident], tick.names[("schedule", ident)]
     if ident not in tick.members:
         tick.members[ident] = list(
             s.scalars(
@@ -409,8 +454,9 @@ def _users_for(s: Session, target: dict[str, Any], tick: _Tick) -> tuple[list[Us
                 .order_by(User.id)
             )
         )
-    team = s.get(Team, ident)
-    return tick.members[ident], f"team {team.name if team else ident}"
+        team = s.get(Team, ident)
+        tick.names[("team", ident)] = f"team {team.name if team else ident}"
+    return tick.members[ident], tick.names[("team", ident)]
 
 
 def _page_level(
@@ -421,20 +467,8 @@ def _page_level(
     policy: EscalationPolicy,
     tick: _Tick,
 ) -> list[tuple[User, str]]:
-    from opsdesk.notify import rules
-
     seen: set[int] = set()
     paged: list[tuple[User, str]] = []
-    already = set(
-        s.scalars(
-            select(Page.user_id).where(
-                Page.incident_id == inc.id,
-                Page.run == esc.run,
-                Page.round == esc.round,
-                Page.level == esc.level,
-            )
-        )
-    )
     for target in level.targets:
         users, via = _users_for(s, target, tick)
         for u in users:
@@ -442,21 +476,19 @@ def _page_level(
                 continue
             seen.add(u.id)
             paged.append((u, via))
-            if u.id in already:
+            if (inc.id, esc.run, esc.round, esc.level, u.id) in tick.paged:
                 continue  # this step was taken before (a retried transaction): no second page
-            page = Page(
-                incident_id=inc.id,
-                user_id=u.id,
-                at=tick.now,
-                run=esc.run,
-                round=esc.round,
-                level=esc.level,
-                policy_id=policy.id,
-                team_id=inc.team_id,
-                via=via,
-                urgency=inc.urgency,
-            )
-            s.add(page)
-            s.flush()
-            rules.notify_page(s, page, inc, u, now=tick.now, base_url=tick.base_url)
+            page = {
+                "incident_id": inc.id,
+                "user_id": u.id,
+                "at": tick.now,
+                "run": esc.run,
+                "round": esc.round,
+                "level": esc.level,
+                "policy_id": policy.id,
+                "team_id": inc.team_id,
+                "via": via,
+                "urgency": inc.urgency,
+            }
+            tick.made.append((page, inc, u))
     return paged

@@ -80,7 +80,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
         log.info("roles started", extra={"roles": sorted(self.roles)})
 
-    async def _notify_loop(self, batch: int = 200) -> None:
+    async def _notify_loop(self, batch: int = 500) -> None:
         while not self.stop_event.is_set():
             sent = 0
             try:

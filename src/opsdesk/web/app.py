@@ -39,6 +39,7 @@ from opsdesk.oncall.api import feeds as oncall_feeds
 from opsdesk.oncall.api import router as oncall_router
 from opsdesk.oncall.escalation_api import actions as act_links
 from opsdesk.oncall.escalation_api import router as escalation_router
+from opsdesk.oncall.load_api import router as oncall_load_router
 from opsdesk.runtime.health import state_registry
 from opsdesk.runtime.roles import BACKGROUND_ROLES, Runtime
 from opsdesk.runtime.writer import BatchWriter
@@ -160,6 +161,7 @@ def create_app(
         metrics_router,
         oncall_router,
         escalation_router,
+        oncall_load_router,
     ):
         app.include_router(router, prefix="/api/v1")
 

@@ -21,6 +21,8 @@ from opsdesk.incidents.statuspage import router as status_pages
 from opsdesk.incidents.views import router as incident_pages
 from opsdesk.monitoring import service as monitoring
 from opsdesk.monitoring.views import router as monitor_pages
+from opsdesk.oncall.escalation_views import router as escalation_pages
+from opsdesk.oncall.load_views import router as oncall_load_pages
 from opsdesk.oncall.views import router as oncall_pages
 from opsdesk.web.deps import SESSION_COOKIE, Ctx, page
 from opsdesk.web.render import render
@@ -32,7 +34,9 @@ router.include_router(status_pages)
 router.include_router(alert_pages)
 router.include_router(alert_admin_pages)
 router.include_router(monitor_pages)
+router.include_router(oncall_load_pages)  # before oncall_pages: /oncall/load is not a schedule id
 router.include_router(oncall_pages)
+router.include_router(escalation_pages)
 router.include_router(cmdb_pages)
 router.include_router(auth_pages)
 router.include_router(audit_pages)
