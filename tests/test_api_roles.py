@@ -87,10 +87,23 @@ class World:
     def __getattr__(self, name: str) -> int:
         if name == "ids":
             raise AttributeError(name)
+        if name in ONCALL_IDS and name not in self.ids:
+            self.seed_oncall()
         try:
             return self.ids[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def seed_oncall(self) -> None:
+        """A schedule with an override, a policy paging it, and an incident escalating by it: made
+        only for the routes that use them (the matrix runs hundreds of cases)."""
+        self.ids["schedule_id"] = self.create("/api/v1/schedules", SCHEDULE | {"name": "primary"})
+        self.ids["override_id"] = self.create(f"/api/v1/schedules/{self.schedule_id}/overrides", OVERRIDE)
+        self.ids["policy_id"] = self.create("/api/v1/escalation-policies", POLICY | {"name": "default"})
+        paged = self.create("/api/v1/services", {"name": "paged", "escalation_policy_id": self.policy_id})
+        self.ids["paged_incident_id"] = self.create(
+            "/api/v1/incidents", {"title": "paging", "service_id": paged}
+        )
 
     # Spares: routes that delete need something nothing else depends on.
     def spare_service(self) -> int:
@@ -155,12 +168,6 @@ def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[s
     )
     w.ids["window_id"] = w.create("/api/v1/maintenance-windows", WINDOW | {"service_id": w.service_id})
     w.ids["rule_id"] = w.create("/api/v1/alert-rules", {"name": "disk", "matchers": ["alertname=DiskFull"]})
-    # On-call: a schedule with an override, a policy paging it, and an incident escalating by it.
-    w.ids["schedule_id"] = w.create("/api/v1/schedules", SCHEDULE | {"name": "primary"})
-    w.ids["override_id"] = w.create(f"/api/v1/schedules/{w.schedule_id}/overrides", OVERRIDE)
-    w.ids["policy_id"] = w.create("/api/v1/escalation-policies", POLICY | {"name": "default"})
-    paged = w.create("/api/v1/services", {"name": "paged", "escalation_policy_id": w.policy_id})
-    w.ids["paged_incident_id"] = w.create("/api/v1/incidents", {"title": "paging", "service_id": paged})
     return w
 
 
@@ -250,6 +257,7 @@ def action_item(w: World) -> dict[str, int]:
 
 
 EDIT = const({"description": "changed"})
+ONCALL_IDS = {"schedule_id", "override_id", "policy_id", "paged_incident_id"}
 SCHEDULE = {
     "time_zone": "Europe/Berlin",
     "layers": [{"participants": ["responder@example.org"], "rotation_start": "2026-03-02T09:00:00"}],
@@ -275,8 +283,13 @@ def spare_override(w: World) -> dict[str, int]:
     return {"schedule_id": w.schedule_id, "override_id": o}
 
 
+def new_policy(w: World) -> dict[str, Any]:
+    assert w.schedule_id  # the schedule it pages exists
+    return POLICY | {"name": f"p-{next(_SEQ)}"}
+
+
 def spare_policy(w: World) -> dict[str, int]:
-    return {"policy_id": w.create("/api/v1/escalation-policies", POLICY | {"name": f"p-{next(_SEQ)}"})}
+    return {"policy_id": w.create("/api/v1/escalation-policies", new_policy(w))}
 
 
 def own_channel(w: World) -> dict[str, int]:
@@ -430,7 +443,7 @@ ROUTES = [
     Route("POST", "/api/v1/me/oncall-feed/reset", V),
     # escalation, channels and notification rules
     Route("GET", "/api/v1/escalation-policies", V),
-    Route("POST", "/api/v1/escalation-policies", M, body=lambda w: POLICY | {"name": f"p-{next(_SEQ)}"}),
+    Route("POST", "/api/v1/escalation-policies", M, body=new_policy),
     Route("GET", "/api/v1/escalation-policies/{policy_id}", V, seeded("policy_id")),
     Route("PATCH", "/api/v1/escalation-policies/{policy_id}", M, seeded("policy_id"), const({"repeat": 2})),
     Route("DELETE", "/api/v1/escalation-policies/{policy_id}", M, spare_policy),
