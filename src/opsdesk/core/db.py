@@ -116,6 +116,11 @@ class Database:
     """The engine and a session factory; one per process."""
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        # Every domain's tables must be known before the first flush: foreign keys between
+        # domains (services -> escalation_policies) are resolved over the whole metadata, and a
+        # CLI command imports only the domain it works on.
+        import opsdesk.core.models  # noqa: F401
+
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
