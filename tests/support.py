@@ -163,6 +163,10 @@ class WebhookReceiver:
         self.forged = 0
         self.down = False
         self.requests = 0
+        # While ``hold`` is set and not released, each delivery is kept (counted in ``in_flight``)
+        # and answered only on release: a receiver that is slow, so sends are in flight.
+        self.hold: asyncio.Event | None = None
+        self.in_flight = 0
         self._runner: web.AppRunner | None = None
 
     @property
@@ -187,6 +191,9 @@ class WebhookReceiver:
             self.forged += 1
             return web.Response(status=401, text="bad signature")
         self.received.append((request.headers["webhook-id"], payload))
+        if self.hold is not None and not self.hold.is_set():
+            self.in_flight += 1
+            await self.hold.wait()
         return web.Response(status=204)
 
     async def start(self) -> None:

@@ -14,8 +14,11 @@ here, so no future route escapes the check.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +33,8 @@ from opsdesk.auth.schemas import UserIn, UserUpdate
 from opsdesk.core.actor import SYSTEM, Role
 from opsdesk.core.clock import ManualClock
 from opsdesk.core.db import Base, Database
+from opsdesk.core.settings import Settings
+from opsdesk.web.app import create_app
 from tests.conftest import Account
 
 V, R, M, A = Role.viewer, Role.responder, Role.manager, Role.admin
@@ -37,28 +42,13 @@ ROLES = [V, R, M, A]
 PROBLEM = "application/problem+json"
 
 
+CLOCK_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
 @pytest.fixture
 def db_url(sqlite_url: str) -> str:
     """SQLite only: see ``sqlite_url`` in conftest."""
     return sqlite_url
-
-
-@pytest.fixture
-def accounts(db: Database, clock: ManualClock) -> dict[str, Account]:
-    """conftest's ``accounts`` without passwords: the matrix only uses tokens, and hashing four
-    passwords with argon2 for each of its ~400 cases would more than double its run time."""
-    out = {}
-    with db.session() as s:
-        for role in Role:
-            user = auth.create_user(
-                s,
-                UserIn(email=f"{role.value}@example.org", name=role.value.title(), role=role),
-                actor=SYSTEM,
-                now=clock.now(),
-            )
-            _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=clock.now())
-            out[role.value] = Account(user, token, role)
-    return out
 
 
 # --- the seeded world ----------------------------------------------------------------------------
@@ -126,9 +116,8 @@ def run_pipeline(db: Database, clock: ManualClock) -> int:
         return process_pending(s, now=clock.now())
 
 
-@pytest.fixture
-def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[str, Account]) -> World:
-    w = World(client, db, clock, accounts)
+def build_world(w: World) -> None:
+    client, accounts = w.client, w.accounts
     w.ids["team_id"] = w.create(
         "/api/v1/teams", {"name": "payments", "member_ids": [accounts["responder"].user.id]}
     )
@@ -159,7 +148,7 @@ def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[s
         "/api/v1/events", json={"summary": "checkout is down", "service": "checkout"}, headers=w.admin
     )
     assert r.status_code == 202, r.text
-    assert run_pipeline(db, clock) == 1
+    assert run_pipeline(w.db, w.clock) == 1
     w.ids["alert_id"] = client.get("/api/v1/alerts", headers=w.admin).json()["items"][0]["id"]
     w.ids["incident_id"] = client.get("/api/v1/incidents", headers=w.admin).json()["items"][0]["id"]
     # After the pipeline ran, and matching nothing seeded, so they mute nothing.
@@ -168,7 +157,77 @@ def world(client: TestClient, db: Database, clock: ManualClock, accounts: dict[s
     )
     w.ids["window_id"] = w.create("/api/v1/maintenance-windows", WINDOW | {"service_id": w.service_id})
     w.ids["rule_id"] = w.create("/api/v1/alert-rules", {"name": "disk", "matchers": ["alertname=DiskFull"]})
-    return w
+
+
+@dataclass
+class Seeded:
+    """The world as built once for the module: its database file, data directory, ids and users.
+    Each case starts from a copy of the file (the matrix runs hundreds of cases; building the world
+    through the API for each was most of its time)."""
+
+    db_file: Path
+    data_dir: Path
+    ids: dict[str, int]
+    accounts: dict[str, Account]
+
+
+@pytest.fixture(scope="module")
+def seeded_world(tmp_path_factory: pytest.TempPathFactory, _templates: Any) -> Seeded:
+    root = tmp_path_factory.mktemp("world")
+    db_file, data_dir = root / "opsdesk.db", root / "var"
+    shutil.copyfile(_templates.sqlite(), db_file)
+    db = Database(f"sqlite:///{db_file}")
+    clock = ManualClock(CLOCK_START)
+    accounts = {}
+    with db.session() as s:
+        for role in Role:
+            # Without passwords: the matrix only uses tokens.
+            user = auth.create_user(
+                s,
+                UserIn(email=f"{role.value}@example.org", name=role.value.title(), role=role),
+                actor=SYSTEM,
+                now=clock.now(),
+            )
+            _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=clock.now())
+            accounts[role.value] = Account(user, token, role)
+    app = create_app(
+        Settings(data_dir=data_dir, smtp_port=1, notify_backoff_seconds=5), db=db, clock=clock, roles=set()
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        w = World(client, db, clock, accounts)
+        build_world(w)
+    db.dispose()
+    return Seeded(db_file, data_dir, dict(w.ids), accounts)
+
+
+@pytest.fixture
+def db(sqlite_url: str, seeded_world: Seeded) -> Iterator[Database]:
+    shutil.copyfile(seeded_world.db_file, sqlite_url.split("///", 1)[1])
+    database = Database(sqlite_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, seeded_world: Seeded) -> Settings:
+    data_dir = tmp_path / "var"
+    shutil.copytree(seeded_world.data_dir, data_dir)
+    return Settings(data_dir=data_dir, smtp_port=1, notify_backoff_seconds=5)
+
+
+@pytest.fixture
+def accounts(seeded_world: Seeded) -> dict[str, Account]:
+    return seeded_world.accounts
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(CLOCK_START)
+
+
+@pytest.fixture
+def world(client: TestClient, db: Database, clock: ManualClock, seeded_world: Seeded) -> World:
+    return World(client, db, clock, seeded_world.accounts, dict(seeded_world.ids))
 
 
 # --- the matrix ----------------------------------------------------------------------------------

@@ -3,23 +3,29 @@
 Every event answered 202 before the kill is in the database after it, the restarted pipeline
 processes all of them, and neither an alert nor an incident is duplicated by the pipeline's work
 being cut off midway (it commits a batch's alerts, incidents and processed marks together).
+And pages: opsdesk killed (or stopped) while its webhooks are in flight sends each one again after
+the restart, with the same ``webhook-id``, and pages nobody a second time.
 Runs on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from opsdesk.alerts.models import Alert, Event
 from opsdesk.core.db import Database
 from opsdesk.incidents.models import Incident
-from tests.support import Serve, cli_run, http_ok, until
+from tests.support import Serve, WebhookReceiver, cli_run, http_ok, until
 
 
 async def test_events_acknowledged_before_a_kill_9_survive_and_are_processed(serve_env, db_url):
@@ -100,3 +106,116 @@ def labels(db: Database) -> set[str]:
     """The ``n`` labels of the stored events (what the alerts must cover, no more, no less)."""
     with db.session() as s:
         return {e.labels["n"] for e in s.scalars(select(Event))}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "restart"])
+async def test_pages_in_flight_when_opsdesk_dies_are_sent_again_once_with_the_same_id(serve_env, db_url, sig):
+    from opsdesk.auth import service as auth
+    from opsdesk.auth.schemas import UserIn
+    from opsdesk.cmdb import service as cmdb
+    from opsdesk.cmdb.schemas import ServiceIn
+    from opsdesk.core.actor import SYSTEM
+    from opsdesk.core.settings import Settings
+    from opsdesk.incidents import service as incidents
+    from opsdesk.notify import rules
+    from opsdesk.notify.models import OutboxMessage
+    from opsdesk.oncall import escalation
+    from opsdesk.oncall.models import Page
+    from opsdesk.oncall.schemas import PolicyIn
+
+    env = dict(
+        serve_env,
+        OPSDESK_ROLES="notify",
+        OPSDESK_NOTIFY_TIMEOUT_SECONDS="1",
+        OPSDESK_NOTIFY_LEASE_SECONDS="3",
+    )
+    cli_run(env, "db", "upgrade")
+    Settings(data_dir=Path(env["OPSDESK_DATA_DIR"]), database_url=db_url).configure_secrets()
+    secret = rules.new_secret()
+    receiver = WebhookReceiver(secret)
+    receiver.hold = asyncio.Event()
+    await receiver.start()
+    db = Database(db_url)
+    now = datetime.now(UTC)
+    try:
+        # Three people on call, each paged by a signed webhook; five incidents escalate at once.
+        with db.session() as s:
+            users = []
+            for i in range(3):
+                u = auth.create_user(
+                    s,
+                    UserIn(email=f"p{i}@example.org", name=f"P{i}", role="responder"),
+                    actor=SYSTEM,
+                    now=now,
+                )
+                ch, _ = rules.create_channel(
+                    s,
+                    rules.ChannelIn(name="hook", kind="webhook", url=receiver.url, secrets=[secret]),
+                    owner_id=u.id,
+                    actor=SYSTEM,
+                    now=now,
+                )
+                rules.add_rule(s, u.id, rules.RuleIn(channel_id=ch.id), actor=SYSTEM, now=now)
+                users.append(u.id)
+            policy = escalation.create(
+                s,
+                PolicyIn.model_validate(
+                    {
+                        "name": "all",
+                        "levels": [
+                            {"timeout_minutes": 60, "targets": [{"type": "user", "id": u} for u in users]}
+                        ],
+                    }
+                ),
+                actor=SYSTEM,
+                now=now,
+            )
+            svc = cmdb.create_service(
+                s, ServiceIn(name="shop", escalation_policy_id=policy.id), actor=SYSTEM, now=now
+            )
+            for i in range(5):
+                incidents.declare(
+                    s, title=f"down {i}", service_id=svc.id, severity="critical", actor=SYSTEM, now=now
+                )
+        expected = 5 * 3
+
+        serve = Serve(env)
+        # The receiver holds every delivery: once some are in flight, opsdesk dies.
+        await until(lambda: receiver.in_flight >= 5, "deliveries in flight", 30)
+        serve.proc.send_signal(sig)
+        serve.proc.wait(timeout=20)
+        first_round = set(receiver.ids)
+        with db.session() as s:
+            sent_before = s.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "sent")
+            )
+        assert sent_before == 0, "a send the receiver never answered was recorded as sent"
+        receiver.hold.set()  # the receiver answers now, to a client that is gone
+
+        restarted = Serve(env)
+        try:
+
+            def all_sent() -> bool:
+                with db.session() as s:
+                    statuses = list(s.scalars(select(OutboxMessage.status)))
+                return len(statuses) == expected and all(x == "sent" for x in statuses)
+
+            await until(all_sent, "every page sent after the restart", 60)
+        finally:
+            restarted.stop()
+        with db.session() as s:
+            keys = set(s.scalars(select(OutboxMessage.idempotency_key)))
+            pages = list(s.execute(select(Page.incident_id, Page.user_id)))
+        # Nothing lost: every page reached the receiver; nothing repeated: one page per person per
+        # incident, and what came twice came with the id the receiver drops a repeat by.
+        assert len(pages) == len(set(pages)) == expected
+        assert set(receiver.ids) == keys and len(keys) == expected
+        assert first_round <= keys
+        repeats = [i for i in receiver.ids if receiver.ids.count(i) > 1]
+        # Each one in flight was sent again (its send was never recorded); no other came twice.
+        assert set(repeats) == first_round, "a delivery not in flight at the kill came twice"
+        assert receiver.forged == 0
+    finally:
+        receiver.hold.set()
+        await receiver.stop()
+        db.dispose()

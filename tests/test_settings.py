@@ -61,6 +61,15 @@ def test_wrong_type_in_environment_names_the_setting(monkeypatch):
         Settings()
 
 
+def test_a_lease_not_longer_than_the_send_timeout_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPSDESK_NOTIFY_TIMEOUT_SECONDS", "30")
+    monkeypatch.setenv("OPSDESK_NOTIFY_LEASE_SECONDS", "30")
+    with pytest.raises(ValidationError, match=r"notify_lease_seconds .* must be longer than notify_timeout"):
+        Settings(data_dir=tmp_path)
+    monkeypatch.setenv("OPSDESK_NOTIFY_LEASE_SECONDS", "31")
+    assert Settings(data_dir=tmp_path).notify_lease_seconds == 31
+
+
 def test_secret_key_is_generated_once_and_kept(tmp_path):
     first = Settings(data_dir=tmp_path).ensure_secret_key()
     second = Settings(data_dir=tmp_path).ensure_secret_key()

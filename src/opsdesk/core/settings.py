@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     notify_backoff_max_seconds: float = Field(default=300.0, gt=0)
     # Webhook and apprise deliveries give up on one attempt after this many seconds.
     notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A message being sent is leased for this long: if the process dies mid-send (kill -9, power
+    # loss), another worker or the restarted one sends it again, with the same idempotency key,
+    # once the lease is over. Longer than the timeout, so a slow send is not sent twice.
+    notify_lease_seconds: float = Field(default=60.0, gt=0)
 
     # Monitoring: raw check results are kept this long (uptime from the state history and the
     # daily statistics is kept for ever); the prober's canaries (host:port, comma-separated) tell
@@ -120,6 +124,12 @@ class Settings(BaseSettings):
         if not self.base_url:
             self.base_url = f"http://{self.host}:{self.port}"
         self.base_url = self.base_url.rstrip("/")
+        if self.notify_lease_seconds <= self.notify_timeout_seconds:
+            raise ValueError(
+                f"notify_lease_seconds ({self.notify_lease_seconds:g}) must be longer than"
+                f" notify_timeout_seconds ({self.notify_timeout_seconds:g}): a send still waiting"
+                " for its receiver would be sent a second time"
+            )
         return self
 
     @classmethod

@@ -86,7 +86,9 @@ class Notifier:
 
         now = self.clock.now()
         with self.db.session() as s:
-            claimed = service.claim_due(s, now=now, limit=limit)
+            claimed = service.claim_due(
+                s, now=now, limit=limit, lease_seconds=self.settings.notify_lease_seconds
+            )
             if not claimed:
                 return []
             page_incidents = {m.incident_id for m in claimed if m.page_id is not None and m.incident_id}
