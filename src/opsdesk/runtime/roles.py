@@ -93,26 +93,46 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.notify_wake.wait(), 1.0)
 
-    async def _escalate_loop(self, every: float = ESCALATE_EVERY) -> None:
-        """Step the escalations that are due; their pages go to the outbox, which is woken."""
+    async def _escalate_loop(self, every: float = ESCALATE_EVERY, limit: int = 500) -> None:
+        """Step the escalations that are due; their pages go to the outbox, which is woken.
+
+        The loop sleeps until the next escalation is due when that is sooner than ``every`` (so a
+        level fires on time, not up to ``every`` late), and looks again at least every ``every``
+        for escalations that other processes made due. When many are due at once (a storm), all
+        of them are stepped, ``limit`` per transaction, before the outbox is woken: the steps are
+        what must be on time, and sending competes with them for this process's CPU."""
         from opsdesk.oncall import escalation
 
-        def step() -> int:
+        def step() -> tuple[int, float | None]:
+            """How many were stepped, and seconds until the next is due (None: none is)."""
             with self.db.session() as s:
-                return len(escalation.run_due(s, now=self.clock.now(), base_url=self.settings.base_url))
+                stepped = len(
+                    escalation.run_due(s, now=self.clock.now(), base_url=self.settings.base_url, limit=limit)
+                )
+                nxt = escalation.next_due(s) if stepped < limit else None
+            if stepped >= limit:
+                return stepped, None
+            return stepped, None if nxt is None else (nxt - self.clock.now()).total_seconds()
 
+        pending_wake = False
         while not self.stop_event.is_set():
-            stepped = 0
+            stepped, wait = 0, None
             try:
-                stepped = await asyncio.to_thread(step)
+                stepped, wait = await asyncio.to_thread(step)
             except Exception:
                 log.exception("escalation step failed; retrying")
-            if stepped:
+            if stepped >= limit:
+                pending_wake = True
+                continue  # more are due now
+            if pending_wake or stepped:
                 self.notify_wake.set()
-            if stepped >= 500:
-                continue
+                pending_wake = False
+            # Nothing scheduled, or what is due is being stepped elsewhere (locked rows): look again
+            # in ``every``; else when the next is due, if sooner.
+            idle = wait is None or (wait <= 0 and not stepped)
+            pause = every if idle else min(max(wait or 0.0, 0.0), every)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), every)
+                await asyncio.wait_for(self.stop_event.wait(), pause)
 
     async def _watchdog_loop(self, every: float = 30.0) -> None:
         from opsdesk.monitoring import service as monitoring
