@@ -127,9 +127,12 @@ class EventsEndpoint:
         return role is not None and role.at_least(Role.responder)
 
     async def _normalize(self, state: Any, events: list[EventIn]) -> list[service.NormalizedEvent] | None:
-        """Events with their names resolved from the caches; None when a name is unknown."""
-        need_s = {e.service for e in events if e.service and not self.services.get(e.service)[0]}
-        need_c = {e.ci for e in events if e.ci and not self.cis.get(e.ci)[0]}
+        """Events with their names resolved from the caches; None when a name is unknown. Each
+        distinct name is looked up once per request (a batch names a few services many times)."""
+        svc_ids = _resolve(self.services, {e.service for e in events if e.service})
+        ci_ids = _resolve(self.cis, {e.ci for e in events if e.ci})
+        need_s = {name for name, hit in svc_ids.items() if hit is _MISS}
+        need_c = {name for name, hit in ci_ids.items() if hit is _MISS}
         if need_s or need_c:
 
             def lookup() -> tuple[dict[str, int], dict[str, int]]:
@@ -140,35 +143,47 @@ class EventsEndpoint:
 
             found_s, found_c = await run_in_threadpool(lookup)
             for name in need_s:
-                self.services.put(name, found_s.get(name))
+                svc_ids[name] = found_s.get(name)
+                self.services.put(name, svc_ids[name])
             for name in need_c:
-                self.cis.put(name, found_c.get(name))
+                ci_ids[name] = found_c.get(name)
+                self.cis.put(name, ci_ids[name])
+        if any(v is None for v in svc_ids.values()):
+            return None  # the routed endpoint refuses it, naming the field
         out = []
+        new = service.NormalizedEvent
         for e in events:
-            service_id = None
-            labels = dict(e.labels)
-            if e.service:
-                service_id = self.services.get(e.service)[1]
-                if service_id is None:
-                    return None  # the routed endpoint refuses it, naming the field
+            labels = e.labels
             ci_id = None
             if e.ci:
-                ci_id = self.cis.get(e.ci)[1]
-                if ci_id is None:
-                    labels.setdefault("ci", e.ci)
+                ci_id = ci_ids[e.ci]
+                if ci_id is None and "ci" not in labels:
+                    labels = {**labels, "ci": e.ci}
             out.append(
-                service.NormalizedEvent(
+                new(
                     source=e.source,
                     status=e.status.value,
                     severity=e.severity.value,
                     summary=e.summary,
                     fingerprint=e.fingerprint,
-                    service_id=service_id,
+                    service_id=svc_ids[e.service] if e.service else None,
                     ci_id=ci_id,
                     labels=labels,
                 )
             )
         return out
+
+
+_MISS = object()
+
+
+def _resolve(cache: _TTLCache, names: set[str | None]) -> dict[Any, Any]:
+    """Each name's cached id (None: known not to exist), or ``_MISS`` when the cache has no answer."""
+    out: dict[Any, Any] = {}
+    for name in names:
+        hit, value = cache.get(name)
+        out[name] = value if hit else _MISS
+    return out
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:
