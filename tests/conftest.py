@@ -108,11 +108,12 @@ class _MigratedTemplates:
                 self.sqlite_file = path
             return self.sqlite_file
 
-    def postgresql(self, url: str) -> list[tuple[str, Any, bool]]:
+    def postgresql(self, database: Database) -> None:
+        """Give ``database`` (a new, empty schema) the migrated schema: the first time by running
+        the migrations in it and recording what they sent, then by replaying that."""
         with self.lock:
             if self.pg_script is None:
                 script: list[tuple[str, Any, bool]] = []
-                database = Database(url)
 
                 @event.listens_for(database.engine, "before_cursor_execute")
                 def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
@@ -120,9 +121,16 @@ class _MigratedTemplates:
                         script.append((statement, parameters, executemany))
 
                 migrate.upgrade(database.engine)
-                database.dispose()
+                event.remove(database.engine, "before_cursor_execute", record)
                 self.pg_script = script
-            return self.pg_script
+                return
+        with database.engine.begin() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            for statement, parameters, many in self.pg_script:
+                if many:
+                    cursor.executemany(statement, parameters)
+                else:
+                    cursor.execute(statement, parameters or None)
 
 
 @pytest.fixture(scope="session")
@@ -138,32 +146,28 @@ def db(db_url: str, _templates: _MigratedTemplates) -> Iterator[Database]:
             shutil.copyfile(_templates.sqlite(), target)
         database = Database(db_url)
     else:
-        # The first PostgreSQL test's own schema is the one the migrations run in.
-        script = _templates.pg_script
-        if script is None:
-            _templates.postgresql(db_url)
-            database = Database(db_url)
-        else:
-            database = Database(db_url)
-            with database.engine.begin() as conn:
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                for statement, parameters, many in script:
-                    if many:
-                        cursor.executemany(statement, parameters)
-                    else:
-                        cursor.execute(statement, parameters or None)
+        database = Database(db_url)
+        _templates.postgresql(database)
     yield database
     database.dispose()
 
 
+CLOCK_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    return ManualClock(CLOCK_START)
+
+
+def app_settings(data_dir: Path) -> Settings:
+    """Settings of the in-process app: no SMTP server (port 1), short delivery backoff."""
+    return Settings(data_dir=data_dir, smtp_port=1, notify_backoff_seconds=5)
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, smtp_port=1, notify_backoff_seconds=5)
+    return app_settings(tmp_path)
 
 
 @dataclass
@@ -181,23 +185,32 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-@pytest.fixture
-def accounts(db: Database, clock: ManualClock) -> dict[str, Account]:
-    """One user per role, each with an API token and the password ``PASSWORD``."""
+def make_accounts(db: Database, now: datetime, *, passwords: bool = True) -> dict[str, Account]:
+    """One user per role, each with an API token; with the password ``PASSWORD`` unless
+    ``passwords=False`` (suites that only use tokens: argon2 per user would dominate their time)."""
     out = {}
     with db.session() as s:
         for role in Role:
             user = auth.create_user(
                 s,
                 UserIn(
-                    email=f"{role.value}@example.org", name=role.value.title(), role=role, password=PASSWORD
+                    email=f"{role.value}@example.org",
+                    name=role.value.title(),
+                    role=role,
+                    password=PASSWORD if passwords else None,
                 ),
                 actor=SYSTEM,
-                now=clock.now(),
+                now=now,
             )
-            _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=clock.now())
+            _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=now)
             out[role.value] = Account(user, token, role)
     return out
+
+
+@pytest.fixture
+def accounts(db: Database, clock: ManualClock) -> dict[str, Account]:
+    """One user per role, each with an API token and the password ``PASSWORD``."""
+    return make_accounts(db, clock.now())
 
 
 @pytest.fixture

@@ -15,13 +15,10 @@ from sqlalchemy import func, select
 import opsdesk.notify.models  # noqa: F401  (registers the outbox table for the snapshots)
 from opsdesk.alerts.models import Event
 from opsdesk.alerts.service import process_pending
-from opsdesk.auth import service as auth
-from opsdesk.auth.schemas import UserIn
-from opsdesk.core.actor import SYSTEM, Role
 from opsdesk.core.clock import ManualClock
 from opsdesk.core.db import Base, Database
 from opsdesk.core.settings import Settings
-from tests.conftest import Account
+from tests.conftest import Account, make_accounts
 
 PROBLEM = "application/problem+json"
 
@@ -100,18 +97,7 @@ def db_url(sqlite_url: str) -> str:
 def accounts(db: Database, clock: ManualClock) -> dict[str, Account]:
     """conftest's ``accounts`` without passwords: only tokens are used here, and hashing four
     passwords with argon2 for each of the many cases below would double the run time."""
-    out = {}
-    with db.session() as s:
-        for role in Role:
-            user = auth.create_user(
-                s,
-                UserIn(email=f"{role.value}@example.org", name=role.value.title(), role=role),
-                actor=SYSTEM,
-                now=clock.now(),
-            )
-            _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=clock.now())
-            out[role.value] = Account(user, token, role)
-    return out
+    return make_accounts(db, clock.now(), passwords=False)
 
 
 @pytest.fixture

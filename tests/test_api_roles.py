@@ -17,7 +17,6 @@ import itertools
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,17 @@ from sqlalchemy import select
 import opsdesk.notify.models  # noqa: F401  (registers the outbox table for the snapshots)
 from opsdesk.alerts.service import process_pending
 from opsdesk.auth import service as auth
-from opsdesk.auth.schemas import UserIn, UserUpdate
+from opsdesk.auth.schemas import UserUpdate
 from opsdesk.core.actor import SYSTEM, Role
 from opsdesk.core.clock import ManualClock
 from opsdesk.core.db import Base, Database
 from opsdesk.core.settings import Settings
 from opsdesk.web.app import create_app
-from tests.conftest import Account
+from tests.conftest import CLOCK_START, Account, app_settings, make_accounts
 
 V, R, M, A = Role.viewer, Role.responder, Role.manager, Role.admin
 ROLES = [V, R, M, A]
 PROBLEM = "application/problem+json"
-
-
-CLOCK_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -178,21 +174,8 @@ def seeded_world(tmp_path_factory: pytest.TempPathFactory, _templates: Any) -> S
     shutil.copyfile(_templates.sqlite(), db_file)
     db = Database(f"sqlite:///{db_file}")
     clock = ManualClock(CLOCK_START)
-    accounts = {}
-    with db.session() as s:
-        for role in Role:
-            # Without passwords: the matrix only uses tokens.
-            user = auth.create_user(
-                s,
-                UserIn(email=f"{role.value}@example.org", name=role.value.title(), role=role),
-                actor=SYSTEM,
-                now=clock.now(),
-            )
-            _, token = auth.create_token(s, user, "test", actor=SYSTEM, now=clock.now())
-            accounts[role.value] = Account(user, token, role)
-    app = create_app(
-        Settings(data_dir=data_dir, smtp_port=1, notify_backoff_seconds=5), db=db, clock=clock, roles=set()
-    )
+    accounts = make_accounts(db, clock.now(), passwords=False)  # the matrix only uses tokens
+    app = create_app(app_settings(data_dir), db=db, clock=clock, roles=set())
     with TestClient(app, raise_server_exceptions=False) as client:
         w = World(client, db, clock, accounts)
         build_world(w)
@@ -212,7 +195,7 @@ def db(sqlite_url: str, seeded_world: Seeded) -> Iterator[Database]:
 def settings(tmp_path: Path, seeded_world: Seeded) -> Settings:
     data_dir = tmp_path / "var"
     shutil.copytree(seeded_world.data_dir, data_dir)
-    return Settings(data_dir=data_dir, smtp_port=1, notify_backoff_seconds=5)
+    return app_settings(data_dir)
 
 
 @pytest.fixture

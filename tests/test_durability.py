@@ -210,7 +210,6 @@ async def test_pages_in_flight_when_opsdesk_dies_are_sent_again_once_with_the_sa
         # incident, and what came twice came with the id the receiver drops a repeat by.
         assert len(pages) == len(set(pages)) == expected
         assert set(receiver.ids) == keys and len(keys) == expected
-        assert first_round <= keys
         repeats = [i for i in receiver.ids if receiver.ids.count(i) > 1]
         # Each one in flight was sent again (its send was never recorded); no other came twice.
         assert set(repeats) == first_round, "a delivery not in flight at the kill came twice"

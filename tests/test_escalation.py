@@ -487,3 +487,39 @@ def test_policy_api_roles_and_bad_input(
     )
     assert r.status_code == 201 and r.json()["channel"] == "account e-mail"
     assert client.get("/api/v1/incidents/1/escalation", headers=resp).status_code == 404
+
+
+def test_one_escalation_pass_says_when_the_next_level_is_due(
+    db: Database, clock: ManualClock, accounts: dict[str, Account], settings: Settings
+) -> None:
+    """The notify role sleeps until what ``escalate_once`` says is next, not a fixed poll."""
+    from opsdesk.runtime.roles import Runtime
+
+    runtime = Runtime(settings, db, clock, set())
+    assert runtime.escalate_once() == (0, None)  # nothing scheduled
+    svc = setup_policy(db, clock, accounts)
+    declare(db, clock, svc)
+    assert runtime.escalate_once() == (1, 300.0)  # level 1 paged; level 2 in its 5 minutes
+    clock.advance(minutes=2)
+    assert runtime.escalate_once() == (0, 180.0)
+
+
+async def test_a_storm_is_stepped_whole_before_delivery_is_woken(
+    db: Database, clock: ManualClock, accounts: dict[str, Account], settings: Settings
+) -> None:
+    import asyncio
+
+    from opsdesk.runtime.roles import Runtime
+
+    svc = setup_policy(db, clock, accounts)
+    made = [declare(db, clock, svc) for _ in range(5)]
+    runtime = Runtime(settings, db, clock, set())
+    loop = asyncio.create_task(runtime._escalate_loop(limit=2))  # three transactions
+    try:
+        await asyncio.wait_for(runtime.notify_wake.wait(), 30)
+        with db.session() as s:
+            paged = set(s.scalars(select(Page.incident_id)))
+        assert paged == set(made), "delivery was woken before every due escalation was stepped"
+    finally:
+        runtime.stop_event.set()
+        await asyncio.wait_for(loop, 10)

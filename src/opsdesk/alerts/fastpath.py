@@ -151,7 +151,6 @@ class EventsEndpoint:
         if any(v is None for v in svc_ids.values()):
             return None  # the routed endpoint refuses it, naming the field
         out = []
-        new = service.NormalizedEvent
         for e in events:
             labels = e.labels
             ci_id = None
@@ -160,7 +159,7 @@ class EventsEndpoint:
                 if ci_id is None and "ci" not in labels:
                     labels = {**labels, "ci": e.ci}
             out.append(
-                new(
+                service.NormalizedEvent(
                     source=e.source,
                     status=e.status.value,
                     severity=e.severity.value,

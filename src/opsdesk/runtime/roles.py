@@ -26,6 +26,8 @@ log = logging.getLogger("opsdesk.runtime")
 BACKGROUND_ROLES = ("probes", "pipeline", "notify")
 # How often the notify role looks for escalations that are due: the most a level is late.
 ESCALATE_EVERY = 0.25
+# Escalations stepped per transaction.
+ESCALATE_BATCH = 500
 
 
 class Runtime:
@@ -93,7 +95,21 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.notify_wake.wait(), 1.0)
 
-    async def _escalate_loop(self, every: float = ESCALATE_EVERY, limit: int = 500) -> None:
+    def escalate_once(self, limit: int = ESCALATE_BATCH) -> tuple[int, float | None]:
+        """Step up to ``limit`` due escalations in one transaction. Returns how many were stepped
+        and the seconds until the next one is due (None when none is scheduled, or when the limit
+        was reached: more may be due now)."""
+        from opsdesk.oncall import escalation
+
+        with self.db.session() as s:
+            now = self.clock.now()
+            stepped = len(escalation.run_due(s, now=now, base_url=self.settings.base_url, limit=limit))
+            if stepped >= limit:
+                return stepped, None
+            nxt = escalation.next_due(s)
+        return stepped, None if nxt is None else (nxt - now).total_seconds()
+
+    async def _escalate_loop(self, every: float = ESCALATE_EVERY, limit: int = ESCALATE_BATCH) -> None:
         """Step the escalations that are due; their pages go to the outbox, which is woken.
 
         The loop sleeps until the next escalation is due when that is sooner than ``every`` (so a
@@ -101,36 +117,22 @@ class Runtime:
         for escalations that other processes made due. When many are due at once (a storm), all
         of them are stepped, ``limit`` per transaction, before the outbox is woken: the steps are
         what must be on time, and sending competes with them for this process's CPU."""
-        from opsdesk.oncall import escalation
-
-        def step() -> tuple[int, float | None]:
-            """How many were stepped, and seconds until the next is due (None: none is)."""
-            with self.db.session() as s:
-                stepped = len(
-                    escalation.run_due(s, now=self.clock.now(), base_url=self.settings.base_url, limit=limit)
-                )
-                nxt = escalation.next_due(s) if stepped < limit else None
-            if stepped >= limit:
-                return stepped, None
-            return stepped, None if nxt is None else (nxt - self.clock.now()).total_seconds()
-
-        pending_wake = False
+        backlog = False
         while not self.stop_event.is_set():
             stepped, wait = 0, None
             try:
-                stepped, wait = await asyncio.to_thread(step)
+                stepped, wait = await asyncio.to_thread(self.escalate_once, limit)
             except Exception:
                 log.exception("escalation step failed; retrying")
             if stepped >= limit:
-                pending_wake = True
+                backlog = True
                 continue  # more are due now
-            if pending_wake or stepped:
+            if backlog or stepped:
                 self.notify_wake.set()
-                pending_wake = False
+                backlog = False
             # Nothing scheduled, or what is due is being stepped elsewhere (locked rows): look again
             # in ``every``; else when the next is due, if sooner.
-            idle = wait is None or (wait <= 0 and not stepped)
-            pause = every if idle else min(max(wait or 0.0, 0.0), every)
+            pause = every if wait is None or (wait <= 0 and not stepped) else min(max(wait, 0.0), every)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), pause)
 
