@@ -81,16 +81,17 @@ async def test_a_service_deleted_after_its_name_was_resolved_is_kept_as_a_label(
         kept = cmdb.create_service(s, ServiceIn(name="kept"), actor=SYSTEM, now=clock.now()).id
     with db.session() as s:
         cmdb.delete_service(s, gone, actor=SYSTEM, now=clock.now())
-    tries: list[bool] = []
+    tries: list[str] = []
 
-    def write(check: bool):  # type: ignore[no-untyped-def]
-        def run(s, items):  # type: ignore[no-untyped-def]
-            tries.append(check)
-            return alerts.store_events(s, items, now=clock.now(), check_refs=check)
+    def careful(s, items):  # type: ignore[no-untyped-def]
+        tries.append("careful")
+        return alerts.store_events(s, items, now=clock.now(), check_refs=True)
 
-        return run
+    def optimistic(dbapi, items):  # type: ignore[no-untyped-def]
+        tries.append("optimistic")
+        return alerts.insert_events(dbapi, db.engine.dialect, items, now=clock.now())
 
-    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, write(False), retry_write=write(True))
+    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, careful, driver_write=optimistic)
     writer.start()
     try:
         stale = alerts.NormalizedEvent(
@@ -102,7 +103,7 @@ async def test_a_service_deleted_after_its_name_was_resolved_is_kept_as_a_label(
         results = await asyncio.gather(writer.submit([stale]), writer.submit([fine]))
     finally:
         writer.stop()
-    assert tries[0] is False and True in tries  # the optimistic write failed, the careful one ran
+    assert tries[0] == "optimistic" and "careful" in tries  # the optimistic write failed, the careful one ran
     with db.session() as s:
         rows = {e.id: e for e in s.scalars(select(Event))}
     assert rows[results[0][0]].service_id is None
@@ -110,11 +111,19 @@ async def test_a_service_deleted_after_its_name_was_resolved_is_kept_as_a_label(
     assert rows[results[1][0]].service_id == kept
 
 
-async def test_a_lost_connection_is_replaced_and_the_batch_still_committed(db, clock):
+@pytest.mark.parametrize("through", ["session", "driver"])
+async def test_a_lost_connection_is_replaced_and_the_batch_still_committed(db, clock, through):
     """The writer keeps its connection between batches; when the database drops it (a restart on
-    PostgreSQL, a closed handle on SQLite), the next batch reconnects instead of failing."""
+    PostgreSQL, a closed handle on SQLite), the next batch reconnects instead of failing, whether
+    it writes in a Session or through the driver's connection (as the events writer does)."""
+    driver = None
+    if through == "driver":
+
+        def driver(dbapi, items):  # type: ignore[no-untyped-def]
+            return alerts.insert_events(dbapi, db.engine.dialect, items, now=clock.now())
+
     writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(
-        db, lambda s, items: alerts.store_events(s, items, now=clock.now())
+        db, lambda s, items: alerts.store_events(s, items, now=clock.now()), driver_write=driver
     )
     writer.start()
     try:

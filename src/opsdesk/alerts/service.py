@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from opsdesk.alerts import processing
@@ -91,73 +92,87 @@ _INSERT_COLUMNS = "received_at, source, fingerprint, status, severity, summary, 
 def store_events(
     s: Session, events: list[NormalizedEvent], *, now: datetime, check_refs: bool = True
 ) -> list[int]:
-    """Insert events as pending; returns their ids, in the order given.
+    """Insert events as pending in the session's transaction; returns their ids, in the order given.
 
-    The ingestion hot path (called by the group-commit writer with every request's events): the
-    rows go to the driver as plain tuples in one statement, with the timestamp and the JSON
-    labels converted once here rather than per value by the ORM's type machinery, which cost
-    more than the insert itself. ``check_refs=False`` skips the check that the service and CI
-    ids still exist: the writer first tries without it (a foreign key then fails the batch, and
-    the writer retries each request with the check), as services are seldom deleted.
+    ``check_refs=False`` skips the check that the service and CI ids still exist (see
+    :func:`insert_events`, which the group-commit writer calls directly).
     """
     if not events:
         return []
     if check_refs:
         _drop_stale_ids(s, events)
     conn = s.connection()
+    return insert_events(conn.connection.driver_connection, conn.dialect, events, now=now)
+
+
+def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *, now: datetime) -> list[int]:
+    """Insert events as pending on the driver's connection, in its open transaction; returns their
+    ids, in the order given.
+
+    The ingestion hot path (the group-commit writer calls it with every request's events): the
+    rows go to the driver as plain tuples in one statement, with the timestamp and the JSON labels
+    converted once here rather than per value by the ORM's type machinery, which cost more than
+    the insert itself (decision 0014). The service and CI ids are not checked: the writer first
+    tries without the check (a foreign key then fails the batch, and the writer retries each
+    request through :func:`store_events` with the check), as services are seldom deleted.
+    """
+    if not events:
+        return []
     fps = [e.fingerprint or compute_fingerprint(e.source, e.service_id, e.labels, e.summary) for e in events]
-    if conn.dialect.name == "postgresql":
-        ids = sorted(
-            conn.exec_driver_sql(
+    cur = dbapi.cursor()
+    try:
+        if dialect.name == "postgresql":
+            cur.execute(
                 "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %(n)s)",
                 {"n": len(events)},
-            ).scalars()
-        )
-        # The batch as one JSON document, read by the server into rows of the table's own type
-        # (psycopg's array adaptation, per element in Python, cost more than the rest together).
-        doc = [
-            {
-                "id": i,
-                "received_at": now,
-                "source": e.source,
-                "fingerprint": fp,
-                "status": e.status,
-                "severity": e.severity,
-                "summary": e.summary[:1000],
-                "service_id": e.service_id,
-                "ci_id": e.ci_id,
-                "labels": e.labels,
-            }
-            for i, fp, e in zip(ids, fps, events, strict=True)
-        ]
-        conn.exec_driver_sql(
-            f"INSERT INTO events (id, {_INSERT_COLUMNS}) SELECT id, {_INSERT_COLUMNS} "
-            "FROM json_populate_recordset(NULL::events, %(doc)s::json)",
-            {"doc": orjson.dumps(doc, default=str).decode()},
-        )
-    else:
-        received = driver_value(conn.dialect, Event.__table__.c.received_at.type, now)
-        rows = [
-            (
-                received,
-                e.source,
-                fp,
-                e.status,
-                e.severity,
-                e.summary[:1000],
-                e.service_id,
-                e.ci_id,
-                orjson.dumps(e.labels, default=str).decode(),
             )
-            for fp, e in zip(fps, events, strict=True)
-        ]
-        # One writer holds SQLite's write lock for the whole transaction, so the rowids of one
-        # executemany are consecutive and end at last_insert_rowid().
-        conn.exec_driver_sql(
-            f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-        )
-        last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
-        ids = list(range(last - len(rows) + 1, last + 1))
+            ids = sorted(row[0] for row in cur.fetchall())
+            # The batch as one JSON document, read by the server into rows of the table's own type
+            # (psycopg's array adaptation, per element in Python, cost more than the rest together).
+            doc = [
+                {
+                    "id": i,
+                    "received_at": now,
+                    "source": e.source,
+                    "fingerprint": fp,
+                    "status": e.status,
+                    "severity": e.severity,
+                    "summary": e.summary[:1000],
+                    "service_id": e.service_id,
+                    "ci_id": e.ci_id,
+                    "labels": e.labels,
+                }
+                for i, fp, e in zip(ids, fps, events, strict=True)
+            ]
+            cur.execute(
+                f"INSERT INTO events (id, {_INSERT_COLUMNS}) SELECT id, {_INSERT_COLUMNS} "
+                "FROM json_populate_recordset(NULL::events, %(doc)s::json)",
+                {"doc": orjson.dumps(doc, default=str).decode()},
+            )
+        else:
+            received = driver_value(dialect, Event.__table__.c.received_at.type, now)
+            rows = [
+                (
+                    received,
+                    e.source,
+                    fp,
+                    e.status,
+                    e.severity,
+                    e.summary[:1000],
+                    e.service_id,
+                    e.ci_id,
+                    orjson.dumps(e.labels, default=str).decode(),
+                )
+                for fp, e in zip(fps, events, strict=True)
+            ]
+            # One writer holds SQLite's write lock for the whole transaction, so the rowids of one
+            # executemany are consecutive and end at last_insert_rowid().
+            cur.executemany(f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 9)})", rows)
+            cur.execute("SELECT last_insert_rowid()")
+            last = cur.fetchone()[0]
+            ids = list(range(last - len(rows) + 1, last + 1))
+    finally:
+        cur.close()
     for source, n in Counter(e.source for e in events).items():
         metrics.EVENTS_INGESTED.labels(source).inc(n)
     return ids

@@ -120,6 +120,7 @@ def serve(
 
     from opsdesk.core.logging import configure_logging
     from opsdesk.web.app import create_app
+    from opsdesk.web.fastlane import FastLaneProtocol
 
     st = settings()
     if host:
@@ -136,7 +137,15 @@ def serve(
         console.print(f"opsdesk {__version__} serving at http://{st.host}:{st.port}  (roles: {roles_text})")
         app_ = create_app(st, db=database(), clock=clock)
         tune_gc()
-        uvicorn.run(app_, host=st.host, port=st.port, log_config=None, access_log=False, proxy_headers=True)
+        uvicorn.run(
+            app_,
+            host=st.host,
+            port=st.port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            http=FastLaneProtocol,  # uvicorn's httptools protocol with the events lane
+        )
         return
     tune_gc()
     uvloop.run(_run_background(wanted))  # the web role gets uvloop from uvicorn; this is the same loop

@@ -12,6 +12,13 @@ EVENTS_INGESTED = Counter(
 EVENTS_REJECTED = Counter(
     "opsdesk_events_rejected_total", "Event requests refused", ["reason"], registry=REGISTRY
 )
+EVENTS_LANE = Counter(
+    "opsdesk_events_lane_requests_total",
+    "POST /api/v1/events requests by how they were taken: in uvicorn's protocol (lane) or handed to "
+    "the application (handed_over: a token or name not cached, or anything the lane does not take)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 EVENTS_PROCESSED = Counter(
     "opsdesk_events_processed_total", "Events run through the alert pipeline", registry=REGISTRY
 )

@@ -19,7 +19,7 @@ from opsdesk.alerts.api import router as alerts_router
 from opsdesk.alerts.fastpath import EventsEndpoint
 from opsdesk.alerts.hooks import hook_router
 from opsdesk.alerts.hooks import router as integrations_router
-from opsdesk.alerts.service import store_events
+from opsdesk.alerts.service import NormalizedEvent, insert_events, store_events
 from opsdesk.ascode.api import router as ascode_router
 from opsdesk.audit.api import router as audit_router
 from opsdesk.auth.api import router as auth_router
@@ -70,6 +70,7 @@ class OpsdeskApp(FastAPI):
     """
 
     hot: ASGIApp | None = None
+    events: EventsEndpoint | None = None  # also taken by uvicorn's protocol (opsdesk.web.fastlane)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot is not None and scope["type"] == "http":
@@ -102,11 +103,12 @@ def create_app(
         runtime = Runtime(settings, db, clock, background)
         app.state.runtime = runtime
         app.state.metrics_store = runtime.store
-        writer: BatchWriter[object, int] = BatchWriter(
+        dialect = db.engine.dialect
+        writer: BatchWriter[NormalizedEvent, int] = BatchWriter(
             db,
-            lambda s, items: store_events(s, items, now=clock.now(), check_refs=False),  # type: ignore[arg-type]
+            lambda s, items: store_events(s, items, now=clock.now()),
+            driver_write=lambda dbapi, items: insert_events(dbapi, dialect, items, now=clock.now()),
             on_commit=runtime.wake_pipeline,
-            retry_write=lambda s, items: store_events(s, items, now=clock.now()),  # type: ignore[arg-type]
         )
         app.state.event_writer = writer
         writer.start()
@@ -141,10 +143,8 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Ahead of the framework: the hottest routes (see OpsdeskApp).
-    app.hot = ping.PingEndpoint(
-        EventsEndpoint(app.framework, max_body_bytes=settings.max_body_bytes),
-        max_body_bytes=settings.max_body_bytes,
-    )
+    app.events = EventsEndpoint(app.framework, max_body_bytes=settings.max_body_bytes)
+    app.hot = ping.PingEndpoint(app.events, max_body_bytes=settings.max_body_bytes)
 
     for router in (
         auth_router,
