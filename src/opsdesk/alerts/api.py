@@ -56,6 +56,9 @@ def parse_events(raw: bytes, *, count_rejects: bool = True) -> tuple[list[EventI
     """The events of a body holding one event, a JSON array, or ``{"events": [...]}``; and whether it
     was a batch (field errors then name ``events[i]``). ``count_rejects=False`` for the fast path,
     which hands refusals to the routed endpoint (that one counts them)."""
+    quick = _parse_quickly(raw)
+    if quick is not None:
+        return quick
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -95,6 +98,22 @@ def parse_events(raw: bytes, *, count_rejects: bool = True) -> tuple[list[EventI
         return _events.validate_python(payload), True
     except ValidationError as exc:
         raise _invalid(exc, batch=True, count=count_rejects) from None
+
+
+def _parse_quickly(raw: bytes) -> tuple[list[EventIn], bool] | None:
+    """A valid array of events, or a valid single event, validated straight from the JSON bytes
+    (a third cheaper than loading then validating); None for anything else, which the full parse
+    then takes, so every refusal is worded by it."""
+    start = raw[:1] if raw[:1] in (b"[", b"{") else raw.lstrip()[:1]
+    try:
+        if start == b"[":
+            events = _events.validate_json(raw)
+            return (events, True) if 0 < len(events) <= MAX_BATCH else None
+        if start == b"{" and b'"events"' not in raw[:64]:
+            return [_event.validate_json(raw)], False
+    except ValidationError:
+        return None
+    return None
 
 
 def _invalid(exc: ValidationError, *, batch: bool, count: bool = True) -> OpsdeskError:

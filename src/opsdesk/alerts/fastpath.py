@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsdesk.alerts import service
 from opsdesk.alerts.api import parse_events
+from opsdesk.alerts.models import EventStatus, Severity
 from opsdesk.alerts.schemas import EventIn
 from opsdesk.core.actor import Role
 from opsdesk.core.errors import OpsdeskError
@@ -184,8 +185,8 @@ def _normalized(
         out.append(
             service.NormalizedEvent(
                 source=e.source,
-                status=e.status.value,
-                severity=e.severity.value,
+                status=_VALUE[e.status],
+                severity=_VALUE[e.severity],
                 summary=e.summary,
                 fingerprint=e.fingerprint,
                 service_id=svc_ids[e.service] if e.service else None,
@@ -198,6 +199,7 @@ def _normalized(
 
 _MISS = object()
 _MAY_SEND = {role: role.at_least(Role.responder) for role in Role}  # who may post events
+_VALUE: dict[Any, str] = {m: m.value for enum in (EventStatus, Severity) for m in enum}  # not per event
 
 
 def _resolve(cache: _TTLCache, names: set[str | None]) -> dict[Any, Any]:
