@@ -169,10 +169,11 @@ class FastLaneProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _answer(self, cycle: _LaneCycle, fut: asyncio.Future[list[int]]) -> None:
+        failed = fut.cancelled() or fut.exception() is not None  # (the writer logged why)
         if cycle.disconnected or self.transport.is_closing():
             cycle.response_complete = True
             return  # the events are committed (or not) all the same; nobody is left to tell
-        if fut.cancelled() or fut.exception() is not None:
+        if failed:
             status, out = 503, _FAILED
             head = b"content-type: application/problem+json\r\ncache-control: no-store\r\nretry-after: 1\r\n"
         else:
