@@ -122,16 +122,13 @@ def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *
     cur = dbapi.cursor()
     try:
         if dialect.name == "postgresql":
-            cur.execute(
-                "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %(n)s)",
-                {"n": len(events)},
-            )
-            ids = sorted(row[0] for row in cur.fetchall())
             # The batch as one JSON document, read by the server into rows of the table's own type
-            # (psycopg's array adaptation, per element in Python, cost more than the rest together).
+            # (psycopg's array adaptation, per element in Python, cost more than the rest together),
+            # in one round trip: the id column's default is taken row by row as the sorted rows
+            # reach the insert, so the ids ascend in the order given (other writers' ids may fall
+            # between them, never out of order), and sorting what RETURNING gives maps them back.
             doc = [
                 {
-                    "id": i,
                     "received_at": now,
                     "source": e.source,
                     "fingerprint": fp,
@@ -142,13 +139,15 @@ def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *
                     "ci_id": e.ci_id,
                     "labels": e.labels,
                 }
-                for i, fp, e in zip(ids, fps, events, strict=True)
+                for fp, e in zip(fps, events, strict=True)
             ]
             cur.execute(
-                f"INSERT INTO events (id, {_INSERT_COLUMNS}) SELECT id, {_INSERT_COLUMNS} "
-                "FROM json_populate_recordset(NULL::events, %(doc)s::json)",
+                f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_INSERT_COLUMNS} "
+                "FROM json_populate_recordset(NULL::events, %(doc)s::json) WITH ORDINALITY AS v "
+                "ORDER BY v.ordinality RETURNING id",
                 {"doc": orjson.dumps(doc, default=str).decode()},
             )
+            ids = sorted(row[0] for row in cur.fetchall())
         else:
             received = driver_value(dialect, Event.__table__.c.received_at.type, now)
             rows = [
