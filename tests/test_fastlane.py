@@ -261,3 +261,12 @@ async def test_when_the_writer_cannot_take_events_the_lane_answers_503_and_store
     assert server.stored() == before
     await warm(server, server.token())
     assert server.stored() == before + 1
+
+
+def test_serve_uses_the_lane_only_on_the_uvicorn_release_it_was_tested_with(caplog):
+    from opsdesk.web.fastlane import http_protocol
+
+    assert http_protocol() is FastLaneProtocol  # the pinned release (constraints.txt)
+    with caplog.at_level("WARNING", logger="opsdesk.web"):
+        assert http_protocol("0.99.0") == "httptools"
+    assert "uvicorn 0.99.0 is not a release the events lane was tested with" in caplog.text

@@ -120,7 +120,7 @@ def serve(
 
     from opsdesk.core.logging import configure_logging
     from opsdesk.web.app import create_app
-    from opsdesk.web.fastlane import FastLaneProtocol
+    from opsdesk.web.fastlane import http_protocol
 
     st = settings()
     if host:
@@ -144,7 +144,7 @@ def serve(
             log_config=None,
             access_log=False,
             proxy_headers=True,
-            http=FastLaneProtocol,  # uvicorn's httptools protocol with the events lane
+            http=http_protocol(),  # uvicorn's httptools protocol with the events lane
         )
         return
     tune_gc()

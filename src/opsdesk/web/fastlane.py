@@ -22,6 +22,7 @@ import logging
 from typing import Any
 
 import orjson
+import uvicorn
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -45,6 +46,24 @@ _FAILED = orjson.dumps(
         "detail": "the events could not be stored; none of them was accepted: send them again",
     }
 )
+
+
+# The uvicorn releases the lane was written and tested against: it subclasses uvicorn's protocol and
+# uses its internals, so with any other release `opsdesk serve` uses uvicorn's plain protocol.
+TESTED_UVICORN = ("0.54.",)
+
+
+def http_protocol(version: str = uvicorn.__version__) -> type[asyncio.Protocol] | str:
+    """What ``opsdesk serve`` gives uvicorn as ``http``: the lane on a tested uvicorn release, else
+    uvicorn's own httptools protocol (every request then takes the ASGI fast path), said once."""
+    if version.startswith(TESTED_UVICORN):
+        return FastLaneProtocol
+    log.warning(
+        "uvicorn %s is not a release the events lane was tested with (%s); serving without it",
+        version,
+        ", ".join(f"{v}x" for v in TESTED_UVICORN),
+    )
+    return "httptools"
 
 
 _default_cache: tuple[Any, bytes] = (None, b"")
