@@ -85,7 +85,7 @@ async def test_a_service_deleted_after_its_name_was_resolved_is_kept_as_a_label(
 
     def careful(s, items):  # type: ignore[no-untyped-def]
         tries.append("careful")
-        return alerts.store_events(s, items, now=clock.now(), check_refs=True)
+        return alerts.store_events(s, items, now=clock.now())
 
     def optimistic(dbapi, items):  # type: ignore[no-untyped-def]
         tries.append("optimistic")

@@ -32,7 +32,11 @@ from opsdesk.core.security import token_digest
 
 PATH = "/api/v1/events"
 CACHE_SECONDS = 5.0
-_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+ACCEPTED_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 
 class _TTLCache:
@@ -67,18 +71,8 @@ class EventsEndpoint:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        token = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                token = value
-            elif name == b"content-length":
-                try:
-                    if int(value) > self.max_body_bytes:  # the body-limit middleware answers
-                        await self.app(scope, receive, send)
-                        return
-                except ValueError:
-                    pass
-        if token[:7].lower() != b"bearer " or len(token) < 16:
+        token, length = bearer_and_length(scope["headers"])
+        if token is None or length > self.max_body_bytes:  # (the body-limit middleware answers)
             await self.app(scope, receive, send)
             return
         body, over, more = await _read_body(receive, self.max_body_bytes)
@@ -87,7 +81,7 @@ class EventsEndpoint:
             await self.app(scope, replay, send)
             return
         state = scope["app"].state
-        ok = await self._allowed(state, token[7:].strip().decode("latin-1"))
+        ok = await self._allowed(state, token)
         if not ok:
             await self.app(scope, replay, send)
             return
@@ -100,13 +94,12 @@ class EventsEndpoint:
         if normalized is None:
             await self.app(scope, replay, send)
             return
-        ids = await state.event_writer.submit(normalized)
-        out = orjson.dumps({"accepted": len(ids), "ids": ids})
+        out = accepted(await state.event_writer.submit(normalized))
         await send(
             {
                 "type": "http.response.start",
                 "status": 202,
-                "headers": [*_HEADERS, (b"content-length", str(len(out)).encode())],
+                "headers": [*ACCEPTED_HEADERS, (b"content-length", str(len(out)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": out})
@@ -138,17 +131,22 @@ class EventsEndpoint:
             events, _batch = parse_events(body, count_rejects=False)
         except OpsdeskError:
             return None
-        svc_ids = _resolve(self.services, {e.service for e in events if e.service})
-        ci_ids = _resolve(self.cis, {e.ci for e in events if e.ci})
+        svc_ids, ci_ids = self._cached_ids(events)
         if any(v is _MISS or v is None for v in svc_ids.values()) or _MISS in ci_ids.values():
             return None
         return _normalized(events, svc_ids, ci_ids)
 
+    def _cached_ids(self, events: list[EventIn]) -> tuple[dict[Any, Any], dict[Any, Any]]:
+        """Service and CI ids by name from the caches, ``_MISS`` where the cache has no answer."""
+        return (
+            _resolve(self.services, {e.service for e in events if e.service}),
+            _resolve(self.cis, {e.ci for e in events if e.ci}),
+        )
+
     async def _normalize(self, state: Any, events: list[EventIn]) -> list[service.NormalizedEvent] | None:
         """Events with their names resolved from the caches; None when a name is unknown. Each
         distinct name is looked up once per request (a batch names a few services many times)."""
-        svc_ids = _resolve(self.services, {e.service for e in events if e.service})
-        ci_ids = _resolve(self.cis, {e.ci for e in events if e.ci})
+        svc_ids, ci_ids = self._cached_ids(events)
         need_s = {name for name, hit in svc_ids.items() if hit is _MISS}
         need_c = {name for name, hit in ci_ids.items() if hit is _MISS}
         if need_s or need_c:
@@ -169,6 +167,31 @@ class EventsEndpoint:
         if any(v is None for v in svc_ids.values()):
             return None  # the routed endpoint refuses it, naming the field
         return _normalized(events, svc_ids, ci_ids)
+
+
+def bearer_and_length(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int]:
+    """The bearer token of a request's (lower-cased) headers, None if it has none that could be one,
+    and its Content-Length: -1 when absent, invalid, or the body is chunked."""
+    token = b""
+    length = -1
+    chunked = False
+    for name, value in headers:
+        if name == b"authorization":
+            token = value
+        elif name == b"content-length":
+            length = int(value) if value.isdigit() else -1
+        elif name == b"transfer-encoding":
+            chunked = True
+    if chunked:
+        length = -1
+    if token[:7].lower() != b"bearer " or len(token) < 16:
+        return None, length
+    return token[7:].strip().decode("latin-1"), length
+
+
+def accepted(ids: list[int]) -> bytes:
+    """The 202's body: how many events were committed, and their ids."""
+    return orjson.dumps({"accepted": len(ids), "ids": ids})
 
 
 def _normalized(

@@ -89,18 +89,13 @@ def normalize(s: Session, events: list[EventIn], *, batch: bool = False) -> list
 _INSERT_COLUMNS = "received_at, source, fingerprint, status, severity, summary, service_id, ci_id, labels"
 
 
-def store_events(
-    s: Session, events: list[NormalizedEvent], *, now: datetime, check_refs: bool = True
-) -> list[int]:
+def store_events(s: Session, events: list[NormalizedEvent], *, now: datetime) -> list[int]:
     """Insert events as pending in the session's transaction; returns their ids, in the order given.
-
-    ``check_refs=False`` skips the check that the service and CI ids still exist (see
-    :func:`insert_events`, which the group-commit writer calls directly).
-    """
+    A service or CI deleted since its id was resolved is dropped from the event and named in a
+    label (the group-commit writer calls :func:`insert_events` first, without that check)."""
     if not events:
         return []
-    if check_refs:
-        _drop_stale_ids(s, events)
+    _drop_stale_ids(s, events)
     conn = s.connection()
     return insert_events(conn.connection.driver_connection, conn.dialect, events, now=now)
 

@@ -81,10 +81,9 @@ class BatchWriter(Generic[T, R]):
         self._q.put((items, loop, fut))
         return fut
 
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        """A transaction on the writer's own connection: kept open between batches, so a batch
-        does not pay a pool checkout and the reset on return (a rollback) each time."""
+    def _connection(self) -> Connection:
+        """The writer's own connection: kept open between batches, so a batch does not pay a pool
+        checkout and the reset on return (a rollback) each time."""
         if self._conn is None:
             self._conn = self.db.engine.connect()
             if self.db.is_sqlite:
@@ -93,7 +92,12 @@ class BatchWriter(Generic[T, R]):
                 # One sync per group commit, not per request.
                 self._conn.exec_driver_sql("PRAGMA synchronous=FULL")
                 self._conn.commit()
-        with Session(bind=self._conn, expire_on_commit=False) as s, s.begin():
+        return self._conn
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """A transaction on the writer's connection."""
+        with Session(bind=self._connection(), expire_on_commit=False) as s, s.begin():
             yield s
 
     def _drop_connection(self) -> None:
@@ -137,11 +141,7 @@ class BatchWriter(Generic[T, R]):
 
     def _driver_batch(self, items: list[T]) -> list[R]:
         assert self.driver_write is not None
-        if self._conn is None:
-            with self._session():
-                pass  # opens the kept connection with this writer's settings
-        assert self._conn is not None
-        dbapi: Any = self._conn.connection.driver_connection
+        dbapi: Any = self._connection().connection.driver_connection
         try:
             results = self.driver_write(dbapi, items)
             dbapi.commit()

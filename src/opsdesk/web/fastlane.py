@@ -27,7 +27,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from opsdesk.alerts.fastpath import PATH, EventsEndpoint
+from opsdesk.alerts.fastpath import ACCEPTED_HEADERS, PATH, EventsEndpoint, accepted, bearer_and_length
 from opsdesk.alerts.service import NormalizedEvent
 from opsdesk.core import metrics
 from opsdesk.runtime.writer import BatchWriter
@@ -37,7 +37,7 @@ _TAKEN = metrics.EVENTS_LANE.labels("lane")
 _HANDED_OVER = metrics.EVENTS_LANE.labels("handed_over")
 
 _PATH = PATH.encode()
-_HEAD = b"content-type: application/json\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n"
+_HEAD = b"".join(name + b": " + value + b"\r\n" for name, value in ACCEPTED_HEADERS)
 _FAILED = orjson.dumps(
     {
         "type": "about:blank",
@@ -131,18 +131,10 @@ class FastLaneProtocol(HttpToolsProtocol):
             return True
         if self.cycle is not None and not self.cycle.response_complete:
             return True  # pipelined behind another request: uvicorn queues it
-        token = b""
-        length = -1
-        for name, value in self.headers:
-            if name == b"authorization":
-                token = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else -1
-            elif name == b"transfer-encoding":
-                return True
-        if length < 0 or length > max_body_bytes or token[:7].lower() != b"bearer ":
+        token, length = bearer_and_length(self.headers)
+        if token is None or length < 0 or length > max_body_bytes:
             return True
-        self.lane_token = token[7:].strip().decode("latin-1")
+        self.lane_token = token
         return False
 
     def on_body(self, body: bytes) -> None:
@@ -196,9 +188,7 @@ class FastLaneProtocol(HttpToolsProtocol):
             status, out = 503, _FAILED
             head = b"content-type: application/problem+json\r\ncache-control: no-store\r\nretry-after: 1\r\n"
         else:
-            ids = fut.result()
-            status, out = 202, orjson.dumps({"accepted": len(ids), "ids": ids})
-            head = _HEAD
+            status, out, head = 202, accepted(fut.result()), _HEAD
         parts = [STATUS_LINE[status], _default_head(self.server_state.default_headers)]
         parts += [head, b"content-length: ", str(len(out)).encode(), b"\r\n"]
         if not cycle.keep_alive:
