@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -164,3 +165,57 @@ async def test_on_sqlite_what_the_writer_commits_is_synced_to_disk(tmp_path):
     with db.session() as s:
         assert s.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     db.dispose()
+
+
+async def test_requests_submitted_in_one_turn_of_the_loop_are_one_group_commit(db, clock):
+    """Everything submitted while the event loop handles one turn (a burst read from many sockets)
+    reaches the writer as one hand-over, so it is one transaction rather than a commit of the first
+    request followed by a commit of the rest."""
+    calls: list[int] = []
+
+    def write(s, items):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        return alerts.store_events(s, items, now=clock.now())
+
+    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, write)
+    writer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for i in range(50):
+            futures.append(writer.submit_nowait([_event(i)], loop))
+            # The loop's thread lets go of the GIL between callbacks (it reads sockets): the writer
+            # thread could run here, and must not commit the requests of a turn one by one.
+            time.sleep(0.001)
+        results = await asyncio.gather(*futures)
+    finally:
+        writer.stop()
+    assert calls == [50]
+    assert [len(r) for r in results] == [1] * 50
+
+
+async def test_a_batch_larger_than_one_statement_keeps_every_event_with_its_own_id(db, clock):
+    """The driver path inserts many rows per statement (on SQLite, a few hundred at a time): a batch
+    spanning several statements still maps each event to its own id, in the order given."""
+    n = 1_201
+
+    def driver(dbapi, items):  # type: ignore[no-untyped-def]
+        return alerts.insert_events(dbapi, db.engine.dialect, items, now=clock.now())
+
+    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(
+        db, lambda s, items: alerts.store_events(s, items, now=clock.now()), driver_write=driver
+    )
+    writer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        small = writer.submit_nowait([_event(-1)], loop)
+        big = writer.submit_nowait([_event(i) for i in range(n)], loop)
+        (first,), ids = await small, await big
+    finally:
+        writer.stop()
+    assert len(set(ids)) == n and first not in ids
+    with db.session() as s:
+        rows = dict(s.execute(select(Event.id, Event.summary)).all())
+    assert len(rows) == n + 1
+    assert rows[first] == "event -1"
+    assert [rows[i] for i in ids] == [f"event {i}" for i in range(n)]

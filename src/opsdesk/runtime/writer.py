@@ -57,6 +57,8 @@ class BatchWriter(Generic[T, R]):
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None  # used by the writer thread only
+        # Requests submitted during one turn of an event loop, handed to the writer together.
+        self._turn: dict[asyncio.AbstractEventLoop, list[Any]] = {}
 
     def start(self) -> None:
         if self._thread is None:
@@ -78,8 +80,24 @@ class BatchWriter(Generic[T, R]):
         if self._thread is None:
             raise RuntimeError("writer is not running")
         fut: asyncio.Future[list[R]] = loop.create_future()
-        self._q.put((items, loop, fut))
+        turn = self._turn.get(loop)
+        if turn is None:
+            turn = self._turn[loop] = []
+            loop.call_soon(self._hand, loop)
+        turn.append((items, loop, fut))
         return fut
+
+    def _hand(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Everything submitted in this turn of ``loop`` goes to the writer as one wake-up: called
+        after the turn's I/O callbacks, so a burst read in one turn is one group commit, not a
+        commit of the first request and another of the rest."""
+        jobs = self._turn.pop(loop)
+        if self._thread is None:
+            for _, _, fut in jobs:
+                if not fut.done():
+                    fut.set_exception(RuntimeError("writer is not running"))
+            return
+        self._q.put(jobs)
 
     def _connection(self) -> Connection:
         """The writer's own connection: kept open between batches, so a batch does not pay a pool
@@ -122,8 +140,8 @@ class BatchWriter(Generic[T, R]):
             first = self._q.get()
             if first is _STOP:
                 return
-            jobs = [first]
-            size = len(first[0])
+            jobs = list(first)
+            size = sum(len(job[0]) for job in jobs)
             stopping = False
             while size < self.max_batch:
                 try:
@@ -133,8 +151,8 @@ class BatchWriter(Generic[T, R]):
                 if nxt is _STOP:
                     stopping = True
                     break
-                jobs.append(nxt)
-                size += len(nxt[0])
+                jobs += nxt
+                size += sum(len(job[0]) for job in nxt)
             self._commit(jobs)
             if stopping:
                 return
