@@ -57,7 +57,7 @@ class Runtime:
     def wake_pipeline(self) -> None:
         """Thread-safe: called by the ingestion writer after a commit."""
         loop = self._loop
-        if loop is not None:
+        if loop is not None and "pipeline" in self.roles:  # (else no pipeline here to wake)
             loop.call_soon_threadsafe(self.pipeline.wake.set)
 
     _loop: asyncio.AbstractEventLoop | None = None
