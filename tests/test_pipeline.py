@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from opsdesk.alerts import processing
@@ -508,6 +509,29 @@ def test_a_batch_mixing_repeats_resolves_and_refires_keeps_every_alert_exact(db)
         events = list(s.scalars(select(Event).order_by(Event.id)))
     assert all(e.processed_at is not None for e in events)
     assert [e.alert_id for e in events] == [a.id, b.id, a.id, b.id, a.id, b.id, b.id, c.id, c.id]
+
+
+@pytest.mark.parametrize("sqlite_before_3_33", [False, True])
+def test_repeats_and_processed_marks_of_a_large_batch_are_all_written(db, monkeypatch, sqlite_before_3_33):
+    """On SQLite the repeats' counts and the processed marks are written a few hundred rows per
+    statement (``UPDATE … FROM (VALUES …)``), or row by row where SQLite is older than 3.33: a batch
+    spanning several statements loses none of them, on either path."""
+    if sqlite_before_3_33:
+        monkeypatch.setattr(processing, "SQLITE_VERSION", (3, 32, 0))
+    n = processing._UPDATE_ROWS + 50
+    send(db, T0, *(fire(f"disk {i}", fingerprint=f"fp-{i}") for i in range(n)))
+    later = T0 + timedelta(minutes=1)
+    send(db, later, *(fire(f"disk {i} again", fingerprint=f"fp-{i % n}") for i in range(2 * n)))
+    got = all_alerts(db)
+    assert len(got) == n
+    assert {(a.event_count, a.last_seen) for a in got} == {(3, later)}
+    assert {a.summary for a in got} == {f"disk {n + i} again" for i in range(n)}  # the newest event's
+    by_fp = {a.fingerprint: a.id for a in got}
+    with db.session() as s:
+        events = list(s.scalars(select(Event).order_by(Event.id)))
+    assert len(events) == 3 * n
+    assert all(e.processed_at is not None for e in events)
+    assert [e.alert_id for e in events] == [by_fp[e.fingerprint] for e in events]
 
 
 def test_muted_alerts_are_read_again_only_when_a_mute_ended_or_changed(db: Database, monkeypatch) -> None:

@@ -26,6 +26,7 @@ Per day and source, the events, alerts opened, incidents opened and alerts muted
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -488,13 +489,16 @@ class _Repeats:
             )
             return
         at = driver_converter(conn.dialect, _ALERTS.c.last_seen.type)
-        conn.exec_driver_sql(
-            "UPDATE alerts SET event_count = event_count + ?, last_seen = ?, severity = ?, summary = ? "
-            "WHERE id = ?",
+        _sqlite_update_from_values(
+            s,
+            "UPDATE alerts SET event_count = event_count + v.column2, last_seen = v.column3, "
+            "severity = v.column4, summary = v.column5 FROM ({values}) AS v WHERE alerts.id = v.column1",
             [
-                (n, at(last), sev, summary, alert_id)
+                (alert_id, n, at(last), sev, summary)
                 for alert_id, (n, last, sev, summary) in self.seen.items()
             ],
+            "UPDATE alerts SET event_count = event_count + ?, last_seen = ?, severity = ?, summary = ? "
+            "WHERE id = ?",
         )
 
 
@@ -515,10 +519,35 @@ def _mark_processed(s: Session, event_ids: list[int], alert_ids: list[int | None
             },
         )
     else:
-        conn.exec_driver_sql(
+        _sqlite_update_from_values(
+            s,
+            "UPDATE events SET processed_at = v.column2, alert_id = v.column3 FROM ({values}) AS v "
+            "WHERE events.id = v.column1",
+            [(eid, processed, aid) for eid, aid in zip(event_ids, alert_ids, strict=True)],
             "UPDATE events SET processed_at = ?, alert_id = ? WHERE id = ?",
-            [(processed, aid, eid) for eid, aid in zip(event_ids, alert_ids, strict=True)],
         )
+
+
+_UPDATE_ROWS = 400  # rows per statement: at most 2,000 parameters here, SQLite allows 32,766
+SQLITE_VERSION = sqlite3.sqlite_version_info
+
+
+def _sqlite_update_from_values(s: Session, sql: str, rows: list[tuple[Any, ...]], one_row_sql: str) -> None:
+    """``sql`` (an ``UPDATE … FROM ({values}) AS v`` joined on ``v.column1``, the row's id) run with
+    ``rows`` a few hundred at a time: one step of a statement per chunk, where an ``executemany``
+    steps once per row, and Python's driver lets go of the GIL and waits to take it back at every
+    step (a long wait while the event loop's thread is busy; decision 0016). Before SQLite 3.33
+    (no ``UPDATE … FROM``) it is ``one_row_sql`` per row, given the row's values after its id, then
+    the id."""
+    conn = s.connection()
+    if SQLITE_VERSION < (3, 33, 0):
+        conn.exec_driver_sql(one_row_sql, [(*row[1:], row[0]) for row in rows])
+        return
+    for start in range(0, len(rows), _UPDATE_ROWS):
+        part = rows[start : start + _UPDATE_ROWS]
+        one = "(" + ", ".join("?" * len(part[0])) + ")"
+        values = "VALUES " + ", ".join([one] * len(part))
+        conn.exec_driver_sql(sql.format(values=values), tuple(v for row in part for v in row))
 
 
 def _apply(
