@@ -38,7 +38,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -374,10 +375,9 @@ async def bench_opsdesk(db: str, events: int, conc: int, split: bool) -> None:
         o.stop()
 
 
-async def bench_alertmanager(events: int, conc: int) -> None:
-    if not shutil.which(ALERTMANAGER):
-        print("alertmanager: not installed (apt-get install prometheus-alertmanager)")
-        return
+@contextmanager
+def alertmanager() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Debian's alertmanager on a free loopback port, with a route to nowhere; stopped after."""
     tmp = Path(tempfile.mkdtemp(prefix="am-bench-"))
     port = free_port()
     (tmp / "am.yml").write_text("route:\n  receiver: none\nreceivers:\n  - name: none\n")
@@ -400,6 +400,18 @@ async def bench_alertmanager(events: int, conc: int) -> None:
                     break
             except OSError:
                 time.sleep(0.1)
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def bench_alertmanager(events: int, conc: int) -> None:
+    if not shutil.which(ALERTMANAGER):
+        print("alertmanager: not installed (apt-get install prometheus-alertmanager)")
+        return
+    with alertmanager() as (proc, port):
         out = subprocess.run([ALERTMANAGER, "--version"], capture_output=True, text=True)
         version = (out.stdout or out.stderr).split("\n")[0]
         print(f"alertmanager ({version}): {events} alerts, {conc} concurrent clients")
@@ -425,10 +437,6 @@ async def bench_alertmanager(events: int, conc: int) -> None:
                 f"  {label:8s} {n / took:8.0f} alerts/s  {n / cpu:8.0f} alerts/CPU-s"
                 f"  request p50 {pct(lat, 0.5):.1f} ms p99 {pct(lat, 0.99):.1f} ms (in memory only)"
             )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def main_async(args: argparse.Namespace) -> None:

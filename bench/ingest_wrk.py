@@ -20,7 +20,6 @@ import asyncio
 import json
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ingest import ALERTMANAGER, ALERTS, PG_URL, Opsdesk, am_alert, cpu_seconds, event, free_port
+from ingest import ALERTS, PG_URL, Opsdesk, alertmanager, am_alert, cpu_seconds, event
 from sqlalchemy import func, select
 
 from opsdesk.alerts.models import Event
@@ -108,23 +107,8 @@ def bench_opsdesk(db: str, seconds: int, connections: int) -> dict[str, float]:
 
 
 def bench_alertmanager(seconds: int, connections: int) -> dict[str, float]:
-    tmp = Path(tempfile.mkdtemp(prefix="am-bench-"))
-    port = free_port()
-    (tmp / "am.yml").write_text("route:\n  receiver: none\nreceivers:\n  - name: none\n")
-    proc = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={tmp / 'am.yml'}",
-            f"--storage.path={tmp}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     out: dict[str, float] = {}
-    try:
-        time.sleep(2)
+    with alertmanager() as (proc, port):
         url = f"http://127.0.0.1:{port}/api/v2/alerts"
         ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         print(f"alertmanager: wrk, {connections} connections, {seconds} s each (in memory only)")
@@ -140,10 +124,6 @@ def bench_alertmanager(seconds: int, connections: int) -> dict[str, float]:
                 f"  {label:8s} {n / took:8.0f} alerts/s answered  {n / cpu:8.0f} alerts/CPU-s"
                 f"  ({bad} not 2xx)"
             )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -17,7 +17,8 @@ def _event(i: int) -> alerts.NormalizedEvent:
     return alerts.NormalizedEvent(source="test", status="firing", severity="info", summary=f"event {i}")
 
 
-async def test_concurrent_submits_are_committed_together_and_each_gets_its_own_ids(db, clock):
+def _counting_writer(db, clock) -> tuple[BatchWriter[alerts.NormalizedEvent, int], list[int]]:  # type: ignore[no-untyped-def]
+    """A started events writer, and the number of items of each of its transactions."""
     calls: list[int] = []
 
     def write(s, items):  # type: ignore[no-untyped-def]
@@ -26,6 +27,11 @@ async def test_concurrent_submits_are_committed_together_and_each_gets_its_own_i
 
     writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, write)
     writer.start()
+    return writer, calls
+
+
+async def test_concurrent_submits_are_committed_together_and_each_gets_its_own_ids(db, clock):
+    writer, calls = _counting_writer(db, clock)
     try:
         results = await asyncio.gather(*(writer.submit([_event(i), _event(i)]) for i in range(200)))
     finally:
@@ -171,14 +177,7 @@ async def test_requests_submitted_in_one_turn_of_the_loop_are_one_group_commit(d
     """Everything submitted while the event loop handles one turn (a burst read from many sockets)
     reaches the writer as one hand-over, so it is one transaction rather than a commit of the first
     request followed by a commit of the rest."""
-    calls: list[int] = []
-
-    def write(s, items):  # type: ignore[no-untyped-def]
-        calls.append(len(items))
-        return alerts.store_events(s, items, now=clock.now())
-
-    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, write)
-    writer.start()
+    writer, calls = _counting_writer(db, clock)
     try:
         loop = asyncio.get_running_loop()
         futures = []
