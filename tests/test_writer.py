@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +18,7 @@ def _event(i: int) -> alerts.NormalizedEvent:
     return alerts.NormalizedEvent(source="test", status="firing", severity="info", summary=f"event {i}")
 
 
-def _counting_writer(db, clock) -> tuple[BatchWriter[alerts.NormalizedEvent, int], list[int]]:  # type: ignore[no-untyped-def]
+def _counting_writer(db: Any, clock: Any) -> tuple[BatchWriter[alerts.NormalizedEvent, int], list[int]]:
     """A started events writer, and the number of items of each of its transactions."""
     calls: list[int] = []
 
@@ -28,6 +29,20 @@ def _counting_writer(db, clock) -> tuple[BatchWriter[alerts.NormalizedEvent, int
     writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, write)
     writer.start()
     return writer, calls
+
+
+def _events_writer(db: Any, clock: Any, *, through_driver: bool) -> BatchWriter[alerts.NormalizedEvent, int]:
+    """The events writer as the app builds it: through the driver's connection first (or only in a
+    Session), retrying request by request in a Session."""
+    driver = None
+    if through_driver:
+
+        def driver(dbapi, items):  # type: ignore[no-untyped-def]
+            return alerts.insert_events(dbapi, db.engine.dialect, items, now=clock.now())
+
+    return BatchWriter(
+        db, lambda s, items: alerts.store_events(s, items, now=clock.now()), driver_write=driver
+    )
 
 
 async def test_concurrent_submits_are_committed_together_and_each_gets_its_own_ids(db, clock):
@@ -123,15 +138,7 @@ async def test_a_lost_connection_is_replaced_and_the_batch_still_committed(db, c
     """The writer keeps its connection between batches; when the database drops it (a restart on
     PostgreSQL, a closed handle on SQLite), the next batch reconnects instead of failing, whether
     it writes in a Session or through the driver's connection (as the events writer does)."""
-    driver = None
-    if through == "driver":
-
-        def driver(dbapi, items):  # type: ignore[no-untyped-def]
-            return alerts.insert_events(dbapi, db.engine.dialect, items, now=clock.now())
-
-    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(
-        db, lambda s, items: alerts.store_events(s, items, now=clock.now()), driver_write=driver
-    )
+    writer = _events_writer(db, clock, through_driver=through == "driver")
     writer.start()
     try:
         (first,) = await writer.submit([_event(1)])
@@ -197,13 +204,7 @@ async def test_a_batch_larger_than_one_statement_keeps_every_event_with_its_own_
     """The driver path inserts many rows per statement (on SQLite, a few hundred at a time): a batch
     spanning several statements still maps each event to its own id, in the order given."""
     n = 1_201
-
-    def driver(dbapi, items):  # type: ignore[no-untyped-def]
-        return alerts.insert_events(dbapi, db.engine.dialect, items, now=clock.now())
-
-    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(
-        db, lambda s, items: alerts.store_events(s, items, now=clock.now()), driver_write=driver
-    )
+    writer = _events_writer(db, clock, through_driver=True)
     writer.start()
     try:
         loop = asyncio.get_running_loop()
