@@ -47,19 +47,22 @@ class Server:
         try:
             writer.write(data)
             await writer.drain()
-            out = []
-            for _ in range(expect):
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-                lines = head.decode("latin-1").split("\r\n")
-                headers = {}
-                for line in lines[1:]:
-                    if line:
-                        name, _, value = line.partition(":")
-                        headers[name.lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                out.append((lines[0], headers, body))
+            out = [await _answer(reader) for _ in range(expect)]
             if close:
                 assert await asyncio.wait_for(reader.read(), 10) == b"", "the connection stayed open"
+            return out
+        finally:
+            writer.close()
+
+    async def one_by_one(self, *requests: bytes) -> list[tuple[str, dict, bytes]]:
+        """Send each request on one kept-alive connection once the one before is answered."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            out = []
+            for data in requests:
+                writer.write(data)
+                await writer.drain()
+                out.append(await _answer(reader))
             return out
         finally:
             writer.close()
@@ -75,6 +78,19 @@ class Server:
     def stored(self) -> int:
         with self.app.state.db.session() as s:
             return s.scalar(select(func.count()).select_from(Event)) or 0
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[str, dict, bytes]:
+    """One response: its status line, headers (lower-cased names) and body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return lines[0], headers, body
 
 
 def lane_count(outcome: str) -> float:
@@ -193,6 +209,24 @@ async def test_what_the_lane_does_not_take_is_refused_by_the_routed_endpoint(ser
         assert problem["title"] == title
     assert server.stored() == before  # nothing stored
     assert lane_count("handed_over") == handed + 1
+
+
+async def test_a_connection_that_changes_its_token_is_judged_by_the_new_one(server):
+    """The lane remembers the last token of a connection (and its digest): a request with another
+    token on the same connection is judged by that token, not by the one before."""
+    await warm(server, server.token())
+    viewer = server.token("viewer")
+    body = json.dumps(EVENT).encode()
+    await server.raw(server.request(body, viewer), expect=1)  # the viewer's role now cached too
+    before = server.stored()
+    answers = await server.one_by_one(
+        server.request(body, server.token()),
+        server.request(body, viewer),
+        server.request(body, "odk_" + "x" * 43),
+        server.request(body, server.token()),
+    )
+    assert [line.split(" ")[1] for line, _, _ in answers] == ["202", "403", "401", "202"]
+    assert server.stored() == before + 2
 
 
 async def test_chunked_bodies_and_100_continue_go_the_awaited_way_and_are_stored(server):

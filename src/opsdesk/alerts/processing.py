@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from opsdesk.alerts.models import Alert, Event, EventStatus, NoiseDaily
 from opsdesk.core import metrics
-from opsdesk.core.db import driver_converter, driver_value
+from opsdesk.core.db import driver_converter, driver_value, execute_rows
 
 if TYPE_CHECKING:
     from opsdesk.alerts.rules import CompiledRule
@@ -528,26 +528,22 @@ def _mark_processed(s: Session, event_ids: list[int], alert_ids: list[int | None
         )
 
 
-_UPDATE_ROWS = 400  # rows per statement: at most 2,000 parameters here, SQLite allows 32,766
+_UPDATE_ROWS = 400  # rows per statement: at most 2,000 parameters here
 SQLITE_VERSION = sqlite3.sqlite_version_info
 
 
 def _sqlite_update_from_values(s: Session, sql: str, rows: list[tuple[Any, ...]], one_row_sql: str) -> None:
     """``sql`` (an ``UPDATE … FROM ({values}) AS v`` joined on ``v.column1``, the row's id) run with
-    ``rows`` a few hundred at a time: one step of a statement per chunk, where an ``executemany``
-    steps once per row, and Python's driver lets go of the GIL and waits to take it back at every
-    step (a long wait while the event loop's thread is busy; decision 0016). Before SQLite 3.33
+    ``rows`` a few hundred at a time (:func:`~opsdesk.core.db.execute_rows`). Before SQLite 3.33
     (no ``UPDATE … FROM``) it is ``one_row_sql`` per row, given the row's values after its id, then
     the id."""
     conn = s.connection()
     if SQLITE_VERSION < (3, 33, 0):
         conn.exec_driver_sql(one_row_sql, [(*row[1:], row[0]) for row in rows])
         return
-    for start in range(0, len(rows), _UPDATE_ROWS):
-        part = rows[start : start + _UPDATE_ROWS]
-        one = "(" + ", ".join("?" * len(part[0])) + ")"
-        values = "VALUES " + ", ".join([one] * len(part))
-        conn.exec_driver_sql(sql.format(values=values), tuple(v for row in part for v in row))
+    execute_rows(
+        lambda text, params: conn.exec_driver_sql(text, tuple(params)), sql, rows, per_statement=_UPDATE_ROWS
+    )
 
 
 def _apply(

@@ -7,7 +7,6 @@ state and hands new and resolved alerts to the incidents stage.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from opsdesk.alerts import processing
 from opsdesk.alerts.models import Alert, Event, EventStatus
 from opsdesk.alerts.schemas import EventIn
 from opsdesk.core import metrics
-from opsdesk.core.db import driver_value
+from opsdesk.core.db import driver_value, execute_rows
 from opsdesk.core.errors import invalid, not_found
 
 
@@ -88,6 +87,7 @@ def normalize(s: Session, events: list[EventIn], *, batch: bool = False) -> list
 
 
 _INSERT_COLUMNS = "received_at, source, fingerprint, status, severity, summary, service_id, ci_id, labels"
+_SQLITE_INSERT = f"INSERT INTO events ({_INSERT_COLUMNS}) {{values}}"
 
 
 def store_events(s: Session, events: list[NormalizedEvent], *, now: datetime) -> list[int]:
@@ -162,9 +162,7 @@ def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *
             ]
             # One writer holds SQLite's write lock for the whole transaction, so the rowids of the
             # batch are consecutive and end at the last row's.
-            for start in range(0, len(rows), _SQLITE_ROWS):
-                part = rows[start : start + _SQLITE_ROWS]
-                cur.execute(_sqlite_insert(len(part)), [v for row in part for v in row])
+            execute_rows(cur.execute, _SQLITE_INSERT, rows, per_statement=500)
             last = cur.lastrowid  # the last row's rowid (no statement more to ask for it)
             ids = list(range(last - len(rows) + 1, last + 1))
     finally:
@@ -172,18 +170,6 @@ def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *
     for source, n in Counter(e.source for e in events).items():
         metrics.EVENTS_INGESTED.labels(source).inc(n)
     return ids
-
-
-_SQLITE_ROWS = 500  # rows per statement: 4,500 parameters, well within SQLite's 32,766
-
-
-@functools.lru_cache(maxsize=64)
-def _sqlite_insert(rows: int) -> str:
-    """One INSERT of ``rows`` rows: one step of the statement for the whole batch, where
-    ``executemany`` steps once per row (and the driver lets go of the GIL and takes it back each
-    time, waiting on the event loop's thread while it is busy)."""
-    one = f"({', '.join('?' * 9)})"
-    return f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES {', '.join([one] * rows)}"
 
 
 def _drop_stale_ids(s: Session, events: list[NormalizedEvent]) -> None:

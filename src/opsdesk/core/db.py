@@ -7,6 +7,7 @@ thread pool, and hot-path writes go through :mod:`opsdesk.runtime.writer` in bat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -110,6 +111,36 @@ def driver_converter(dialect: Dialect, type_: Any) -> Callable[[Any], Any]:
 def driver_value(dialect: Dialect, type_: Any, value: Any) -> Any:
     """One value through :func:`driver_converter`."""
     return driver_converter(dialect, type_)(value)
+
+
+# Rows per statement for :func:`execute_rows`: SQLite allows 32,766 parameters in one statement.
+SQLITE_MAX_PARAMS = 32_766
+
+
+def execute_rows(
+    execute: Callable[[str, list[Any]], Any], sql: str, rows: list[tuple[Any, ...]], *, per_statement: int
+) -> None:
+    """``sql``, whose ``{values}`` is filled with a multi-row ``VALUES (?, …), (?, …)``, run over
+    ``rows`` ``per_statement`` rows at a time by ``execute(sql, params)`` (a driver cursor's or a
+    connection's ``exec_driver_sql``).
+
+    On SQLite this replaces ``executemany`` on hot paths: that steps the statement once per row,
+    and Python's driver lets go of the GIL and waits to take it back at every step, a long wait
+    while the event loop's thread is busy (decision 0016)."""
+    if not rows:
+        return
+    assert per_statement * len(rows[0]) <= SQLITE_MAX_PARAMS
+    for start in range(0, len(rows), per_statement):
+        part = rows[start : start + per_statement]
+        execute(sql.format(values=_values(len(part[0]), len(part))), [v for row in part for v in row])
+
+
+@functools.lru_cache(maxsize=256)
+def _values(width: int, rows: int) -> str:
+    """``VALUES`` with ``rows`` rows of ``width`` placeholders; the same text for the same shape, so
+    the driver's statement cache finds it."""
+    one = "(" + ", ".join("?" * width) + ")"
+    return "VALUES " + ", ".join([one] * rows)
 
 
 class Database:

@@ -137,22 +137,24 @@ class BatchWriter(Generic[T, R]):
 
     def _run(self) -> None:
         while True:
-            first = self._q.get()
-            if first is _STOP:
+            turn = self._q.get()  # the jobs of one turn of an event loop (see _hand)
+            if turn is _STOP:
                 return
-            jobs = list(first)
-            size = sum(len(job[0]) for job in jobs)
+            jobs: list[Any] = []
+            size = 0
             stopping = False
-            while size < self.max_batch:
+            while True:
+                jobs += turn
+                size += sum(len(job[0]) for job in turn)
+                if size >= self.max_batch:
+                    break
                 try:
-                    nxt = self._q.get_nowait()
+                    turn = self._q.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP:
+                if turn is _STOP:
                     stopping = True
                     break
-                jobs += nxt
-                size += sum(len(job[0]) for job in nxt)
             self._commit(jobs)
             if stopping:
                 return
