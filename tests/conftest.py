@@ -73,15 +73,129 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not PG_URL:
         pytest.skip("OPSDESK_TEST_DATABASE_URL is not set: the PostgreSQL leg is skipped")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    pool: _SchemaPool = request.getfixturevalue("_pg_schemas")
+    # A test with the ``db`` fixture gets a migrated schema another test emptied; any other test
+    # (one whose subprocess migrates the database, say) gets a new, empty one.
+    reuse = "db" in request.fixturenames
+    schema = pool.take() if reuse else pool.create()
     sep = "&" if "?" in PG_URL else "?"
     yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    if reuse:
+        pool.give_back(schema)
+    else:
+        pool.drop(schema)
+
+
+class _SchemaPool:
+    """PostgreSQL schemas for the tests, kept and emptied between tests rather than created,
+    migrated and dropped for each one: that cost about 0.4 s per test against 0.03 s for
+    emptying every table (``DELETE``, foreign-key triggers off for the transaction) and
+    restarting every sequence, and it bloated the system catalogs (see ``close``). A schema
+    whose shape a test changed (a table created, say) is dropped, not reused: its catalog digest
+    must be the one a freshly migrated schema has. ``migrated``: the schemas given the migrations."""
+
+    def __init__(self) -> None:
+        self.admin = make_engine(PG_URL)
+        self.free: list[str] = []
+        self.migrated: set[str] = set()
+        self.all: set[str] = set()
+        self.shape: str | None = None  # the catalog digest of a freshly migrated schema
+
+    def create(self) -> str:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with self.admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        self.all.add(schema)
+        return schema
+
+    def take(self) -> str:
+        return self.free.pop() if self.free else self.create()
+
+    def drop(self, schema: str) -> None:
+        with self.admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        self.all.discard(schema)
+        self.migrated.discard(schema)
+
+    def _digest(self, conn: Any, schema: str) -> str:
+        shape = _SHAPE.format(schema=schema)
+        return str(conn.execute(text(shape), {"schema": schema, "prefix": f"{schema}."}).scalar())
+
+    def was_migrated(self, schema: str) -> None:
+        self.migrated.add(schema)
+        if self.shape is None:
+            with self.admin.begin() as conn:
+                self.shape = self._digest(conn, schema)
+                tables = conn.execute(text(_TABLES), {"s": schema}).scalars().all()
+                seeded = [t for t in tables if conn.exec_driver_sql(f'SELECT 1 FROM {schema}."{t}"').first()]
+            if seeded:  # emptying a schema would lose them: the pool would have to restore them
+                raise RuntimeError(f"the migrations now write rows into {seeded}: teach the pool")
+
+    def give_back(self, schema: str) -> None:
+        if schema not in self.migrated:
+            self.drop(schema)
+            return
+        try:
+            with self.admin.begin() as conn:
+                if self._digest(conn, schema) != self.shape:
+                    raise LookupError("the test changed the schema")
+                conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                conn.execute(text("SET LOCAL session_replication_role = replica"))
+                tables = conn.execute(text(_TABLES), {"s": schema}).scalars()
+                seqs = conn.execute(
+                    text("SELECT sequencename FROM pg_sequences WHERE schemaname = :s"), {"s": schema}
+                ).scalars()
+                work = [f'DELETE FROM {schema}."{t}"' for t in tables]
+                work += [f'ALTER SEQUENCE {schema}."{q}" RESTART' for q in seqs]
+                conn.exec_driver_sql("; ".join(work))
+        except Exception:
+            self.drop(schema)
+            return
+        self.free.append(schema)
+
+    def close(self) -> None:
+        for schema in list(self.all):
+            self.drop(schema)
+        # Every schema created and dropped leaves dead rows in the system catalogs; where
+        # autovacuum is off (as on these machines) they pile up over runs and slow every catalog
+        # lookup (after one run of the suite without this pool, a scan of pg_class took 17 ms).
+        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"VACUUM {', '.join(f'pg_catalog.{t}' for t in _CATALOGS)}")
+        self.admin.dispose()
+
+
+_TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = :s AND tablename != 'alembic_version'"
+_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_depend", "pg_index", "pg_type")
+
+
+# Everything a test could change about a schema's shape, as one digest (the schema's own name
+# taken out of defaults, index and constraint definitions).
+_SHAPE = """
+SELECT md5(string_agg(item, ',' ORDER BY item)) FROM (
+  SELECT 'c ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' '
+         || a.attnotnull || ' ' || replace(coalesce(pg_get_expr(d.adbin, d.adrelid), ''), :prefix, '') AS item
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+  WHERE n.nspname = :schema AND c.relkind IN ('r', 'p', 'v', 'm')
+  UNION ALL
+  SELECT 'i ' || replace(indexdef, :prefix, '') FROM pg_indexes WHERE schemaname = :schema
+  UNION ALL
+  SELECT 'k ' || conname || ' ' || replace(pg_get_constraintdef(c.oid), :prefix, '')
+  FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = :schema
+  UNION ALL
+  SELECT 's ' || sequencename FROM pg_sequences WHERE schemaname = :schema
+  UNION ALL
+  SELECT 'v ' || version_num FROM {schema}.alembic_version
+) AS shape
+"""
+
+
+@pytest.fixture(scope="session")
+def _pg_schemas() -> Iterator[_SchemaPool]:
+    pool = _SchemaPool()
+    yield pool
+    pool.close()
 
 
 class _MigratedTemplates:
@@ -139,7 +253,7 @@ def _templates(tmp_path_factory: pytest.TempPathFactory) -> _MigratedTemplates:
 
 
 @pytest.fixture
-def db(db_url: str, _templates: _MigratedTemplates) -> Iterator[Database]:
+def db(request: pytest.FixtureRequest, db_url: str, _templates: _MigratedTemplates) -> Iterator[Database]:
     if db_url.startswith("sqlite"):
         target = Path(db_url.split("///", 1)[1])
         if not target.exists():
@@ -147,7 +261,11 @@ def db(db_url: str, _templates: _MigratedTemplates) -> Iterator[Database]:
         database = Database(db_url)
     else:
         database = Database(db_url)
-        _templates.postgresql(database)
+        pool: _SchemaPool = request.getfixturevalue("_pg_schemas")
+        schema = db_url.rsplit("search_path%3D", 1)[1]
+        if schema not in pool.migrated:
+            _templates.postgresql(database)
+            pool.was_migrated(schema)
     yield database
     database.dispose()
 
