@@ -16,8 +16,10 @@ log = logging.getLogger("opsdesk.pipeline")
 
 
 class Pipeline:
-    # Batches of 200 keep each transaction short, so SQLite's single write lock is not held for long
-    # while ingestion waits to commit.
+    # Batches of up to 500 events: a batch has fixed costs (rules, silences, windows and topology
+    # are read each time, a few queries), measured at 50 us of CPU per event in batches of 200, 39
+    # in batches of 500 and 35 in batches of 1,000; 500 still keeps each transaction short (SQLite's
+    # one write lock, taken only for the batch's writes at its end, while ingestion waits to commit).
     # Muted alerts are checked for ended silences and maintenance windows this often (seconds).
     UNMUTE_EVERY = 15.0
 
@@ -26,7 +28,7 @@ class Pipeline:
         db: Database,
         clock: Clock,
         *,
-        batch: int = 200,
+        batch: int = 500,
         idle_wait: float = 0.25,
         linger: float = 0.05,
         config: processing.PipelineConfig | None = None,
