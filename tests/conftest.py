@@ -145,9 +145,14 @@ class _SchemaPool:
                 seqs = conn.execute(
                     text("SELECT sequencename FROM pg_sequences WHERE schemaname = :s"), {"s": schema}
                 ).scalars()
-                work = [f'DELETE FROM {schema}."{t}"' for t in tables]
+                names = [f'{schema}."{t}"' for t in tables]
+                work = [f"DELETE FROM {name}" for name in names]
                 work += [f'ALTER SEQUENCE {schema}."{q}" RESTART' for q in seqs]
                 conn.exec_driver_sql("; ".join(work))
+            # The deleted rows' space made free again (a few ms): one schema serves hundreds of
+            # tests in a row, and without autovacuum its tables would grow with dead rows.
+            with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql(f"VACUUM {', '.join(names)}")
         except Exception:
             self.drop(schema)
             return
