@@ -1,8 +1,9 @@
 """Shared fixtures. Every test that uses ``db`` runs twice: on SQLite and on PostgreSQL.
 
 The PostgreSQL leg needs ``OPSDESK_TEST_DATABASE_URL`` (``.ci/run`` sets it); without it that leg is
-skipped with a visible reason. Each test gets a fresh database: a new SQLite file, or a new
-PostgreSQL schema, migrated with the real Alembic migrations.
+skipped with a visible reason. Each test gets a database migrated by the real Alembic migrations
+and holding no rows: a new SQLite file, or a PostgreSQL schema from a pool (emptied after each
+test, see ``_SchemaPool``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from opsdesk.auth import service as auth
 from opsdesk.auth.models import User
@@ -78,8 +79,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     # (one whose subprocess migrates the database, say) gets a new, empty one.
     reuse = "db" in request.fixturenames
     schema = pool.take() if reuse else pool.create()
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    yield pool.url(schema)
     if reuse:
         pool.give_back(schema)
     else:
@@ -91,17 +91,22 @@ class _SchemaPool:
     migrated and dropped for each one: that cost about 0.4 s per test against 0.03 s for
     emptying every table (``DELETE``, foreign-key triggers off for the transaction) and
     restarting every sequence, and it bloated the system catalogs (see ``close``). A schema
-    whose shape a test changed (a table created, say) is dropped, not reused: its catalog digest
-    must be the one a freshly migrated schema has. ``migrated``: the schemas given the migrations."""
+    is migrated by the real migrations when it is made; one whose shape a test changed (a table
+    created, say) is dropped, not reused: its catalog digest must be a freshly migrated one's."""
 
     def __init__(self) -> None:
         self.admin = make_engine(PG_URL)
         self.free: list[str] = []
-        self.migrated: set[str] = set()
         self.all: set[str] = set()
         self.shape: str | None = None  # the catalog digest of a freshly migrated schema
 
+    @staticmethod
+    def url(schema: str) -> str:
+        sep = "&" if "?" in PG_URL else "?"
+        return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
     def create(self) -> str:
+        """A new, empty schema."""
         schema = f"t_{uuid.uuid4().hex[:12]}"
         with self.admin.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
@@ -109,20 +114,13 @@ class _SchemaPool:
         return schema
 
     def take(self) -> str:
-        return self.free.pop() if self.free else self.create()
-
-    def drop(self, schema: str) -> None:
-        with self.admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        self.all.discard(schema)
-        self.migrated.discard(schema)
-
-    def _digest(self, conn: Any, schema: str) -> str:
-        shape = _SHAPE.format(schema=schema)
-        return str(conn.execute(text(shape), {"schema": schema, "prefix": f"{schema}."}).scalar())
-
-    def was_migrated(self, schema: str) -> None:
-        self.migrated.add(schema)
+        """A migrated schema without rows: one handed back, else a new one."""
+        if self.free:
+            return self.free.pop()
+        schema = self.create()
+        database = Database(self.url(schema))
+        migrate.upgrade(database.engine)
+        database.dispose()
         if self.shape is None:
             with self.admin.begin() as conn:
                 self.shape = self._digest(conn, schema)
@@ -130,11 +128,19 @@ class _SchemaPool:
                 seeded = [t for t in tables if conn.exec_driver_sql(f'SELECT 1 FROM {schema}."{t}"').first()]
             if seeded:  # emptying a schema would lose them: the pool would have to restore them
                 raise RuntimeError(f"the migrations now write rows into {seeded}: teach the pool")
+        return schema
+
+    def drop(self, schema: str) -> None:
+        with self.admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        self.all.discard(schema)
+
+    def _digest(self, conn: Any, schema: str) -> str:
+        shape = _SHAPE.format(schema=schema)
+        return str(conn.execute(text(shape), {"schema": schema, "prefix": f"{schema}."}).scalar())
 
     def give_back(self, schema: str) -> None:
-        if schema not in self.migrated:
-            self.drop(schema)
-            return
+        """Empty ``schema`` for the next test, or drop it if the test changed its shape."""
         try:
             with self.admin.begin() as conn:
                 if self._digest(conn, schema) != self.shape:
@@ -204,18 +210,15 @@ def _pg_schemas() -> Iterator[_SchemaPool]:
 
 
 class _MigratedTemplates:
-    """The real Alembic migrations run once per test session and database kind, not once per test
-    (about 0.2 s on SQLite and 0.3 s on PostgreSQL, times some two thousand tests). SQLite: the
-    migrated file is copied. PostgreSQL: every statement the migrations sent is recorded and sent
-    again, in order and with its parameters, into the test's new schema; reads (the migration
-    context's catalog queries) are left out. Both give the schema the migrations build, byte for
-    byte the same statements; ``tests/test_migrations.py`` runs the migrations themselves."""
+    """The real Alembic migrations run once per test session on SQLite, not once per test (about
+    0.2 s, times some two thousand tests): the migrated file is copied. (PostgreSQL schemas are
+    migrated once each and reused: ``_SchemaPool``.) ``tests/test_migrations.py`` runs the
+    migrations themselves."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.lock = threading.Lock()
         self.sqlite_file: Path | None = None
-        self.pg_script: list[tuple[str, Any, bool]] | None = None
 
     def sqlite(self) -> Path:
         with self.lock:
@@ -227,30 +230,6 @@ class _MigratedTemplates:
                 self.sqlite_file = path
             return self.sqlite_file
 
-    def postgresql(self, database: Database) -> None:
-        """Give ``database`` (a new, empty schema) the migrated schema: the first time by running
-        the migrations in it and recording what they sent, then by replaying that."""
-        with self.lock:
-            if self.pg_script is None:
-                script: list[tuple[str, Any, bool]] = []
-
-                @event.listens_for(database.engine, "before_cursor_execute")
-                def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-                    if statement.lstrip().split(None, 1)[0].upper() not in ("SELECT", "SHOW", "WITH"):
-                        script.append((statement, parameters, executemany))
-
-                migrate.upgrade(database.engine)
-                event.remove(database.engine, "before_cursor_execute", record)
-                self.pg_script = script
-                return
-        with database.engine.begin() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            for statement, parameters, many in self.pg_script:
-                if many:
-                    cursor.executemany(statement, parameters)
-                else:
-                    cursor.execute(statement, parameters or None)
-
 
 @pytest.fixture(scope="session")
 def _templates(tmp_path_factory: pytest.TempPathFactory) -> _MigratedTemplates:
@@ -258,19 +237,12 @@ def _templates(tmp_path_factory: pytest.TempPathFactory) -> _MigratedTemplates:
 
 
 @pytest.fixture
-def db(request: pytest.FixtureRequest, db_url: str, _templates: _MigratedTemplates) -> Iterator[Database]:
+def db(db_url: str, _templates: _MigratedTemplates) -> Iterator[Database]:
     if db_url.startswith("sqlite"):
         target = Path(db_url.split("///", 1)[1])
         if not target.exists():
             shutil.copyfile(_templates.sqlite(), target)
-        database = Database(db_url)
-    else:
-        database = Database(db_url)
-        pool: _SchemaPool = request.getfixturevalue("_pg_schemas")
-        schema = db_url.rsplit("search_path%3D", 1)[1]
-        if schema not in pool.migrated:
-            _templates.postgresql(database)
-            pool.was_migrated(schema)
+    database = Database(db_url)  # (a PostgreSQL schema from the pool is migrated already)
     yield database
     database.dispose()
 
