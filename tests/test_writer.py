@@ -18,7 +18,9 @@ def _event(i: int) -> alerts.NormalizedEvent:
     return alerts.NormalizedEvent(source="test", status="firing", severity="info", summary=f"event {i}")
 
 
-def _counting_writer(db: Any, clock: Any) -> tuple[BatchWriter[alerts.NormalizedEvent, int], list[int]]:
+def _counting_writer(
+    db: Any, clock: Any, **kwargs: Any
+) -> tuple[BatchWriter[alerts.NormalizedEvent, int], list[int]]:
     """A started events writer, and the number of items of each of its transactions."""
     calls: list[int] = []
 
@@ -26,7 +28,7 @@ def _counting_writer(db: Any, clock: Any) -> tuple[BatchWriter[alerts.Normalized
         calls.append(len(items))
         return alerts.store_events(s, items, now=clock.now())
 
-    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, write)
+    writer: BatchWriter[alerts.NormalizedEvent, int] = BatchWriter(db, write, **kwargs)
     writer.start()
     return writer, calls
 
@@ -219,3 +221,51 @@ async def test_a_batch_larger_than_one_statement_keeps_every_event_with_its_own_
     assert len(rows) == n + 1
     assert rows[first] == "event -1"
     assert [rows[i] for i in ids] == [f"event {i}" for i in range(n)]
+
+
+async def _commits_after_a_group_of_three(db: Any, clock: Any, linger: float) -> list[int]:
+    """Three requests in one turn of the loop (one commit of three), then three more, each in a
+    turn of its own a few milliseconds apart: the transactions' sizes."""
+    writer, calls = _counting_writer(db, clock, linger=linger)
+    try:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(writer.submit_nowait([_event(i)], loop) for i in range(3)))
+        futures = []
+        for i in range(3):
+            futures.append(writer.submit_nowait([_event(10 + i)], loop))
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(asyncio.gather(*futures), 60)
+    finally:
+        writer.stop()
+    return calls
+
+
+async def test_the_writer_waits_for_as_many_requests_as_its_last_commit_took(db, clock):
+    """The senders of the last commit come back one by one: with a linger, one commit serves them
+    all (like PostgreSQL's commit_delay with commit_siblings); without, each gets its own."""
+    assert await _commits_after_a_group_of_three(db, clock, linger=30.0) == [3, 3]
+    assert await _commits_after_a_group_of_three(db, clock, linger=0.0) == [3, 1, 1, 1]
+
+
+async def test_the_wait_for_the_senders_of_the_last_commit_is_bounded(db, clock):
+    """Fewer come back than the last commit took: the writer commits what it has after the linger."""
+    writer, calls = _counting_writer(db, clock, linger=0.05)
+    try:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(writer.submit_nowait([_event(i)], loop) for i in range(3)))
+        await asyncio.wait_for(writer.submit([_event(9)]), 60)
+    finally:
+        writer.stop()
+    assert calls == [3, 1]
+
+
+async def test_a_lone_sender_does_not_wait_for_anyone(db, clock):
+    """One request at a time: each commit took one, so the writer never waits (a linger of an
+    hour would time the test out)."""
+    writer, calls = _counting_writer(db, clock, linger=3600.0)
+    try:
+        for i in range(3):
+            await asyncio.wait_for(writer.submit([_event(i)]), 60)
+    finally:
+        writer.stop()
+    assert calls == [1, 1, 1]

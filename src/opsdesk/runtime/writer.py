@@ -11,6 +11,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -28,6 +29,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _STOP = object()
+
+# How long the writer may wait for the senders of the last commit to come back before it commits
+# (see BatchWriter._gather). Measured with wrk, 32 connections of single events, web process's CPU
+# per request: SQLite 58 µs without waiting (groups of 12), 40, 39 and 40 µs with 1, 2 and 4 ms
+# (groups of 22, and as many answered per second); PostgreSQL 48 -> 35 µs at 2 ms, and 9,500 ->
+# 13,800 answered per second. One sender at a time: 2,200 answered per second either way.
+LINGER = 0.002
 
 
 class BatchWriter(Generic[T, R]):
@@ -47,6 +55,7 @@ class BatchWriter(Generic[T, R]):
         max_batch: int = 2000,
         on_commit: Callable[[], None] | None = None,
         driver_write: Callable[[Any, list[T]], list[R]] | None = None,
+        linger: float = LINGER,
     ) -> None:
         self.db = db
         self.write = write
@@ -57,6 +66,8 @@ class BatchWriter(Generic[T, R]):
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None  # used by the writer thread only
+        self.linger = linger
+        self._siblings = 1  # requests the last commit took (see _gather)
         # Requests submitted during one turn of an event loop, handed to the writer together.
         self._turn: dict[asyncio.AbstractEventLoop, list[Any]] = {}
 
@@ -140,24 +151,49 @@ class BatchWriter(Generic[T, R]):
             turn = self._q.get()  # the jobs of one turn of an event loop (see _hand)
             if turn is _STOP:
                 return
-            jobs: list[Any] = []
-            size = 0
-            stopping = False
-            while True:
-                jobs += turn
-                size += sum(len(job[0]) for job in turn)
-                if size >= self.max_batch:
-                    break
-                try:
-                    turn = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if turn is _STOP:
-                    stopping = True
-                    break
+            jobs, stopping = self._gather(turn)
             self._commit(jobs)
+            # As many requests as this commit took are likely to be back soon: their senders
+            # were waiting for this commit (see _gather).
+            self._siblings = len(jobs)
             if stopping:
                 return
+
+    def _gather(self, turn: list[Any]) -> tuple[list[Any], bool]:
+        """The jobs of the next group commit, starting with ``turn``; and whether the writer is to
+        stop after it.
+
+        Everything already queued is taken. Then, like PostgreSQL's ``commit_delay`` with
+        ``commit_siblings``, the writer may wait up to ``linger`` seconds for more: only while
+        fewer requests are gathered than the last commit took. Senders that wait for their answer
+        before sending again (most clients; wrk, Alertmanager's and Grafana's senders per alert
+        group) come back together, and a commit (an fsync on SQLite) then serves all of them
+        instead of a part. A lone sender never waits: the last commit took one request.
+        """
+        jobs: list[Any] = []
+        size = 0
+        deadline = 0.0
+        while True:
+            jobs += turn
+            size += sum(len(job[0]) for job in turn)
+            if size >= self.max_batch:
+                return jobs, False
+            try:
+                turn = self._q.get_nowait()
+            except queue.Empty:
+                if len(jobs) >= self._siblings or self.linger <= 0:
+                    return jobs, False
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self.linger
+                if now >= deadline:
+                    return jobs, False
+                try:
+                    turn = self._q.get(timeout=deadline - now)
+                except queue.Empty:
+                    return jobs, False
+            if turn is _STOP:
+                return jobs, True
 
     def _driver_batch(self, items: list[T]) -> list[R]:
         assert self.driver_write is not None
