@@ -47,6 +47,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import create_engine, func, select, text
 
+from opsdesk.alerts import service as alerts
 from opsdesk.alerts.models import Alert, Event
 from opsdesk.core.db import Database
 
@@ -200,7 +201,7 @@ class Opsdesk:
 
     def pending(self) -> int:
         with self.db.session() as s:
-            return s.scalar(select(func.count()).select_from(Event).where(Event.processed_at.is_(None))) or 0
+            return alerts.pending_count(s)  # pending rows and the events of batches not yet read
 
     async def drained(self) -> None:
         while self.pending():

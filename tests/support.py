@@ -207,3 +207,26 @@ class WebhookReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def stored_event_ids(db: Any) -> list[int]:
+    """The ids of every event committed, ascending: events rows, and the events of batches the
+    pipeline has not turned into rows yet (``event_batches``; each holds its events' ids)."""
+    from sqlalchemy import select
+
+    from opsdesk.alerts.models import Event, EventBatch
+
+    with db.session() as s:
+        ids = list(s.scalars(select(Event.id)))
+        for first, count, listed in s.execute(select(EventBatch.id, EventBatch.count, EventBatch.ids)):
+            ids += json.loads(listed) if listed else range(first, first + count)
+    return sorted(ids)
+
+
+def expand_batches(db: Any) -> None:
+    """Turn every stored batch into events rows, as the pipeline does before it processes them."""
+    from opsdesk.alerts import service as alerts
+
+    with db.session() as s:
+        while alerts.expand_batches(s, 10_000) is not None:
+            pass

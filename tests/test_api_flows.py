@@ -13,13 +13,12 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
-from opsdesk.alerts.models import Event
 from opsdesk.alerts.service import process_pending
 from opsdesk.core.clock import ManualClock
 from opsdesk.core.db import Database
 from tests.conftest import Account
+from tests.support import stored_event_ids
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -341,11 +340,6 @@ def test_alert_pages_run_newest_first_and_cover_every_alert(
 
 
 # --- events --------------------------------------------------------------------------------------
-
-
-def stored_event_ids(db: Database) -> list[int]:
-    with db.session() as s:
-        return list(s.scalars(select(Event.id).order_by(Event.id)))
 
 
 def test_single_event_is_accepted_with_its_id(

@@ -22,10 +22,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from opsdesk.alerts import service as alerts
 from opsdesk.alerts.models import Alert, Event
 from opsdesk.core.db import Database
 from opsdesk.incidents.models import Incident
-from tests.support import Serve, WebhookReceiver, cli_run, http_ok, until
+from tests.support import Serve, WebhookReceiver, cli_run, http_ok, stored_event_ids, until
 
 
 async def test_events_acknowledged_before_a_kill_9_survive_and_are_processed(serve_env, db_url):
@@ -71,8 +72,7 @@ async def test_events_acknowledged_before_a_kill_9_survive_and_are_processed(ser
 
     db = Database(db_url)
     try:
-        with db.session() as s:
-            stored = set(s.scalars(select(Event.id)))
+        stored = set(stored_event_ids(db))
         assert set(acked) <= stored, f"{len(set(acked) - stored)} acknowledged events were lost"
 
         restarted = Serve(env)
@@ -80,10 +80,7 @@ async def test_events_acknowledged_before_a_kill_9_survive_and_are_processed(ser
 
             def pending() -> int:
                 with db.session() as s:
-                    return (
-                        s.scalar(select(func.count()).select_from(Event).where(Event.processed_at.is_(None)))
-                        or 0
-                    )
+                    return alerts.pending_count(s)
 
             await until(lambda: pending() == 0, "the restarted pipeline to process every stored event", 60)
         finally:

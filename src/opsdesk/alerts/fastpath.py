@@ -16,6 +16,7 @@ and counted once. A revoked token or a renamed service is seen within :data:`CAC
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -24,7 +25,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsdesk.alerts import service
 from opsdesk.alerts.api import parse_events
-from opsdesk.alerts.models import EventStatus, Severity
 from opsdesk.alerts.schemas import EventIn
 from opsdesk.core.actor import Role
 from opsdesk.core.errors import OpsdeskError
@@ -90,11 +90,11 @@ class EventsEndpoint:
         except OpsdeskError:
             await self.app(scope, replay, send)
             return
-        normalized = await self._normalize(state, events)
+        normalized = await self._normalize(state, body, events)
         if normalized is None:
             await self.app(scope, replay, send)
             return
-        out = accepted(await state.event_writer.submit(normalized))
+        out = accepted((await state.event_writer.submit(normalized))[0])
         await send(
             {
                 "type": "http.response.start",
@@ -120,7 +120,7 @@ class EventsEndpoint:
             self.tokens.put(digest, role)
         return _MAY_SEND.get(role, False)
 
-    def prepare(self, digest: str, body: bytes) -> list[service.NormalizedEvent] | None:
+    def prepare(self, digest: str, body: bytes) -> list[service.RawEvents] | None:
         """The request's events from the caches alone, without awaiting anything; None when it
         needs the database (a token or a name not cached) or is refused: it then goes the
         awaited way. The uvicorn protocol's lane (:mod:`opsdesk.web.fastlane`) calls this with
@@ -135,7 +135,7 @@ class EventsEndpoint:
         svc_ids, ci_ids = self._cached_ids(events)
         if any(v is _MISS or v is None for v in svc_ids.values()) or _MISS in ci_ids.values():
             return None
-        return _normalized(events, svc_ids, ci_ids)
+        return _raw(body, events, svc_ids, ci_ids)
 
     def _cached_ids(self, events: list[EventIn]) -> tuple[dict[Any, Any], dict[Any, Any]]:
         """Service and CI ids by name from the caches, ``_MISS`` where the cache has no answer."""
@@ -144,7 +144,9 @@ class EventsEndpoint:
             _resolve(self.cis, {e.ci for e in events if e.ci}),
         )
 
-    async def _normalize(self, state: Any, events: list[EventIn]) -> list[service.NormalizedEvent] | None:
+    async def _normalize(
+        self, state: Any, body: bytes, events: list[EventIn]
+    ) -> list[service.RawEvents] | None:
         """Events with their names resolved from the caches; None when a name is unknown. Each
         distinct name is looked up once per request (a batch names a few services many times)."""
         svc_ids, ci_ids = self._cached_ids(events)
@@ -167,7 +169,7 @@ class EventsEndpoint:
                 self.cis.put(name, ci_ids[name])
         if any(v is None for v in svc_ids.values()):
             return None  # the routed endpoint refuses it, naming the field
-        return _normalized(events, svc_ids, ci_ids)
+        return _raw(body, events, svc_ids, ci_ids)
 
 
 def bearer_and_length(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int]:
@@ -195,35 +197,15 @@ def accepted(ids: list[int]) -> bytes:
     return orjson.dumps({"accepted": len(ids), "ids": ids})
 
 
-def _normalized(
-    events: list[EventIn], svc_ids: dict[Any, Any], ci_ids: dict[Any, Any]
-) -> list[service.NormalizedEvent]:
-    out = []
-    for e in events:
-        labels = e.labels
-        ci_id = None
-        if e.ci:
-            ci_id = ci_ids[e.ci]
-            if ci_id is None and "ci" not in labels:
-                labels = {**labels, "ci": e.ci}
-        out.append(
-            service.NormalizedEvent(
-                source=e.source,
-                status=_VALUE[e.status],
-                severity=_VALUE[e.severity],
-                summary=e.summary,
-                fingerprint=e.fingerprint,
-                service_id=svc_ids[e.service] if e.service else None,
-                ci_id=ci_id,
-                labels=labels,
-            )
-        )
-    return out
+def _raw(
+    body: bytes, events: list[EventIn], svc_ids: dict[Any, Any], ci_ids: dict[Any, Any]
+) -> list[service.RawEvents]:
+    """The request as the one item the writer stores whole (:func:`~opsdesk.alerts.service.store_batches`)."""
+    return [service.RawEvents(body, len(events), svc_ids, ci_ids, Counter(e.source for e in events))]
 
 
 _MISS = object()
 _MAY_SEND = {role: role.at_least(Role.responder) for role in Role}  # who may post events
-_VALUE: dict[Any, str] = {m: m.value for enum in (EventStatus, Severity) for m in enum}  # not per event
 
 
 def _resolve(cache: _TTLCache, names: set[str | None]) -> dict[Any, Any]:

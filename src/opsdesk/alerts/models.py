@@ -4,7 +4,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, String, false
+from sqlalchemy import Date, ForeignKey, Index, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsdesk.core.db import Base, JSONType
@@ -43,6 +43,36 @@ class Event(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     processed_at: Mapped[datetime | None]
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+
+
+class EventBatch(Base):
+    """A request's events as they were received, committed by the ingestion writer before its 202
+    and turned into ``events`` rows by the pipeline (decision 0017).
+
+    Its events' ids were taken when it was stored (they were in the 202): ``id`` is the first,
+    and the others follow it, unless ``ids`` lists them (PostgreSQL, when other writers took ids
+    in between). ``names`` holds the service and CI ids the request's names had then. ``error``
+    says why the pipeline could not read it; it is then kept, and skipped."""
+
+    __tablename__ = "event_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    received_at: Mapped[datetime]
+    count: Mapped[int]
+    ids: Mapped[str | None] = mapped_column(String)
+    names: Mapped[str] = mapped_column(String)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    error: Mapped[str | None] = mapped_column(String(2000))
+
+
+class IdBlock(Base):
+    """The last id taken for a table whose ids are handed out before its rows exist (SQLite:
+    ``events``, see :class:`EventBatch`; PostgreSQL uses the table's sequence)."""
+
+    __tablename__ = "id_blocks"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    last: Mapped[int]
 
 
 class Alert(Base):

@@ -374,12 +374,21 @@ class _Noise:
 
 
 def process_pending(
-    s: Session, *, now: datetime, limit: int = 500, config: PipelineConfig | None = None
+    s: Session,
+    *,
+    now: datetime,
+    limit: int = 500,
+    config: PipelineConfig | None = None,
+    before: int | None = None,
 ) -> int:
-    """Run up to ``limit`` pending events, oldest first, through rules, dedup, mute and correlation."""
+    """Run up to ``limit`` pending events, oldest first, through rules, dedup, mute and correlation;
+    with ``before``, only those whose id is lower (events of stored batches wait for their turn)."""
     from opsdesk.incidents import correlate
 
-    q = select(_EVENTS).where(_EVENTS.c.processed_at.is_(None)).order_by(_EVENTS.c.id).limit(limit)
+    q = select(_EVENTS).where(_EVENTS.c.processed_at.is_(None))
+    if before is not None:
+        q = q.where(_EVENTS.c.id < before)
+    q = q.order_by(_EVENTS.c.id).limit(limit)
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     events = list(s.execute(q).all())

@@ -8,22 +8,25 @@ state and hands new and resolved alerts to the incidents stage.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from opsdesk.alerts import processing
-from opsdesk.alerts.models import Alert, Event, EventStatus
+from opsdesk.alerts.models import Alert, Event, EventBatch, EventStatus, Severity
 from opsdesk.alerts.schemas import EventIn
 from opsdesk.core import metrics
-from opsdesk.core.db import driver_value, execute_rows
+from opsdesk.core.db import driver_converter, driver_value, execute_rows
 from opsdesk.core.errors import invalid, not_found
+
+log = logging.getLogger("opsdesk.alerts")
 
 
 @dataclass
@@ -38,6 +41,50 @@ class NormalizedEvent:
     service_id: int | None = None
     ci_id: int | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RawEvents:
+    """A request's events as received: validated and their names resolved (the events lane and the
+    fast path), to be stored whole as one :class:`~opsdesk.alerts.models.EventBatch` by
+    :func:`write_events` and turned into events rows by the pipeline (:func:`expand_batches`)."""
+
+    body: bytes
+    count: int
+    services: dict[str, int | None]
+    cis: dict[str, int | None]
+    sources: dict[str, int]  # events per source, for the ingestion counter
+
+
+def normalized_events(
+    events: list[EventIn], svc_ids: dict[Any, Any], ci_ids: dict[Any, Any]
+) -> list[NormalizedEvent]:
+    """API events with their service and CI names given as ids (an unknown CI, None, is kept as
+    the ``ci`` label)."""
+    out = []
+    for e in events:
+        labels = e.labels
+        ci_id = None
+        if e.ci:
+            ci_id = ci_ids[e.ci]
+            if ci_id is None and "ci" not in labels:
+                labels = {**labels, "ci": e.ci}
+        out.append(
+            NormalizedEvent(
+                source=e.source,
+                status=_VALUE[e.status],
+                severity=_VALUE[e.severity],
+                summary=e.summary,
+                fingerprint=e.fingerprint,
+                service_id=svc_ids[e.service] if e.service else None,
+                ci_id=ci_id,
+                labels=labels,
+            )
+        )
+    return out
+
+
+_VALUE: dict[Any, str] = {m: m.value for enum in (EventStatus, Severity) for m in enum}  # not per event
 
 
 def compute_fingerprint(source: str, service_id: int | None, labels: dict[str, Any], summary: str) -> str:
@@ -87,34 +134,131 @@ def normalize(s: Session, events: list[EventIn], *, batch: bool = False) -> list
 
 
 _INSERT_COLUMNS = "received_at, source, fingerprint, status, severity, summary, service_id, ci_id, labels"
-_SQLITE_INSERT = f"INSERT INTO events ({_INSERT_COLUMNS}) {{values}}"
+_SQLITE_INSERT = f"INSERT INTO events (id, {_INSERT_COLUMNS}) {{values}}"
+# SQLite hands out the ids of events rows itself (``id_blocks``), as batches take theirs before their
+# rows exist (a rowid chosen by SQLite, the largest plus one, could be one of them). Never below
+# the largest id in the table, so rows written any other way are never collided with either.
+_SQLITE_RESERVE = (
+    "INSERT INTO id_blocks (name, last) VALUES ('events', (SELECT coalesce(max(id), 0) FROM events) + ?) "
+    "ON CONFLICT (name) DO UPDATE "
+    "SET last = max(id_blocks.last, (SELECT coalesce(max(id), 0) FROM events)) + ? "
+    "RETURNING last"
+)
+_PG_RESERVE = (
+    "SELECT min(v), max(v), "
+    "CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL ELSE array_agg(v ORDER BY v) END "
+    "FROM (SELECT nextval(pg_get_serial_sequence('events', 'id')) AS v FROM generate_series(1, %s)) AS x"
+)
+_BATCH_COLUMNS = "id, received_at, count, ids, names, body"
 
 
-def store_events(s: Session, events: list[NormalizedEvent], *, now: datetime) -> list[int]:
-    """Insert events as pending in the session's transaction; returns their ids, in the order given.
+def store_events(s: Session, events: list[Any], *, now: datetime) -> list[Any]:
+    """Store events in the session's transaction: :class:`NormalizedEvent` items as pending rows
+    (each gives its id), :class:`RawEvents` items as one batch each (each gives its events' ids).
     A service or CI deleted since its id was resolved is dropped from the event and named in a
-    label (the group-commit writer calls :func:`insert_events` first, without that check)."""
+    label (the group-commit writer calls :func:`write_events` first, without that check)."""
     if not events:
         return []
-    _drop_stale_ids(s, events)
+    _drop_stale_ids(s, [e for e in events if isinstance(e, NormalizedEvent)])
     conn = s.connection()
-    return insert_events(conn.connection.driver_connection, conn.dialect, events, now=now)
+    return write_events(conn.connection.driver_connection, conn.dialect, events, now=now)
 
 
-def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *, now: datetime) -> list[int]:
+def write_events(dbapi: Any, dialect: Dialect, items: list[Any], *, now: datetime) -> list[Any]:
+    """:func:`insert_events` for the :class:`NormalizedEvent` items and :func:`store_batches` for
+    the :class:`RawEvents` ones, on the driver's connection in its open transaction; one result
+    per item, in the order given."""
+    raw = [i for i, item in enumerate(items) if isinstance(item, RawEvents)]
+    if not raw:
+        return insert_events(dbapi, dialect, items, now=now)
+    out: list[Any] = [None] * len(items)
+    if len(raw) < len(items):
+        taken = set(raw)
+        rows = [i for i in range(len(items)) if i not in taken]
+        for i, ident in zip(
+            rows, insert_events(dbapi, dialect, [items[i] for i in rows], now=now), strict=True
+        ):
+            out[i] = ident
+    for i, ids in zip(raw, store_batches(dbapi, dialect, [items[i] for i in raw], now=now), strict=True):
+        out[i] = ids
+    return out
+
+
+def reserve_event_ids(cur: Any, dialect: Dialect, n: int) -> list[int] | range:
+    """``n`` new events ids, ascending, in the cursor's transaction (see ``_SQLITE_RESERVE``)."""
+    if dialect.name == "postgresql":
+        cur.execute(_PG_RESERVE, (n,))
+        first, last, ids = cur.fetchone()
+        return range(first, last + 1) if ids is None else list(ids)
+    cur.execute(_SQLITE_RESERVE, (n, n))
+    last = cur.fetchone()[0]
+    return range(last - n + 1, last + 1)
+
+
+def store_batches(
+    dbapi: Any, dialect: Dialect, batches: list[RawEvents], *, now: datetime
+) -> list[list[int]]:
+    """Each request's events as one ``event_batches`` row, with their ids taken now; returns each
+    one's ids. A few microseconds a request, whatever its size: the pipeline reads the events out
+    of the body again when it processes them (:func:`expand_batches`; decision 0017)."""
+    cur = dbapi.cursor()
+    try:
+        ids = reserve_event_ids(cur, dialect, sum(b.count for b in batches))
+        out: list[list[int]] = []
+        rows = []
+        pos = 0
+        for b in batches:
+            mine = ids[pos : pos + b.count]
+            pos += b.count
+            contiguous = isinstance(mine, range)
+            out.append(list(mine))
+            names = orjson.dumps({"services": b.services, "cis": b.cis}).decode()
+            listed = None if contiguous else orjson.dumps(mine).decode()
+            rows.append((mine[0], now, b.count, listed, names, b.body))
+            for source, n in b.sources.items():
+                metrics.EVENTS_INGESTED.labels(source).inc(n)
+        if dialect.name == "postgresql":
+            cur.executemany(
+                f"INSERT INTO event_batches ({_BATCH_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)", rows
+            )
+        else:
+            received = driver_value(dialect, EventBatch.__table__.c.received_at.type, now)
+            rows = [(r[0], received, *r[2:]) for r in rows]
+            execute_rows(
+                cur.execute,
+                f"INSERT INTO event_batches ({_BATCH_COLUMNS}) {{values}}",
+                rows,
+                per_statement=500,
+            )
+    finally:
+        cur.close()
+    return out
+
+
+def insert_events(
+    dbapi: Any,
+    dialect: Dialect,
+    events: list[NormalizedEvent],
+    *,
+    now: datetime | list[datetime],
+    ids: list[int] | range | None = None,
+    count: bool = True,
+) -> list[int]:
     """Insert events as pending on the driver's connection, in its open transaction; returns their
-    ids, in the order given.
+    ids, in the order given (``ids``: the ids they were given beforehand, see :func:`store_batches`).
+    ``now`` is when they were received: one time for all, or one per event.
 
-    The ingestion hot path (the group-commit writer calls it with every request's events): the
-    rows go to the driver as plain tuples in one statement, with the timestamp and the JSON labels
-    converted once here rather than per value by the ORM's type machinery, which cost more than
-    the insert itself (decision 0014). The service and CI ids are not checked: the writer first
-    tries without the check (a foreign key then fails the batch, and the writer retries each
+    The rows go to the driver as plain tuples in one statement, with the timestamp and the JSON
+    labels converted once here rather than per value by the ORM's type machinery, which cost more
+    than the insert itself (decision 0014). The service and CI ids are not checked: the writer
+    first tries without the check (a foreign key then fails the batch, and the writer retries each
     request through :func:`store_events` with the check), as services are seldom deleted.
+    ``count=False``: not counted as ingested (they were when their batch was stored).
     """
     if not events:
         return []
     fps = [e.fingerprint or compute_fingerprint(e.source, e.service_id, e.labels, e.summary) for e in events]
+    times = now if isinstance(now, list) else None
     cur = dbapi.cursor()
     try:
         if dialect.name == "postgresql":
@@ -125,7 +269,7 @@ def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *
             # between them, never out of order), and sorting what RETURNING gives maps them back.
             doc = [
                 {
-                    "received_at": now,
+                    "received_at": now if times is None else times[i],
                     "source": e.source,
                     "fingerprint": fp,
                     "status": e.status,
@@ -135,20 +279,28 @@ def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *
                     "ci_id": e.ci_id,
                     "labels": e.labels,
                 }
-                for fp, e in zip(fps, events, strict=True)
+                for i, (fp, e) in enumerate(zip(fps, events, strict=True))
             ]
+            columns = _INSERT_COLUMNS
+            if ids is not None:
+                for row, ident in zip(doc, ids, strict=True):
+                    row["id"] = ident
+                columns = f"id, {_INSERT_COLUMNS}"
             cur.execute(
-                f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_INSERT_COLUMNS} "
+                f"INSERT INTO events ({columns}) SELECT {columns} "
                 "FROM json_populate_recordset(NULL::events, %(doc)s::json) WITH ORDINALITY AS v "
                 "ORDER BY v.ordinality RETURNING id",
                 {"doc": orjson.dumps(doc, default=str).decode()},
             )
-            ids = sorted(row[0] for row in cur.fetchall())
+            out = sorted(row[0] for row in cur.fetchall())
         else:
-            received = driver_value(dialect, Event.__table__.c.received_at.type, now)
+            out = list(ids if ids is not None else reserve_event_ids(cur, dialect, len(events)))
+            convert = driver_converter(dialect, Event.__table__.c.received_at.type)
+            received = convert(now) if times is None else None
             rows = [
                 (
-                    received,
+                    ident,
+                    received if times is None else convert(times[i]),
                     e.source,
                     fp,
                     e.status,
@@ -158,18 +310,84 @@ def insert_events(dbapi: Any, dialect: Dialect, events: list[NormalizedEvent], *
                     e.ci_id,
                     orjson.dumps(e.labels, default=str).decode(),
                 )
-                for fp, e in zip(fps, events, strict=True)
+                for i, (ident, fp, e) in enumerate(zip(out, fps, events, strict=True))
             ]
-            # One writer holds SQLite's write lock for the whole transaction, so the rowids of the
-            # batch are consecutive and end at the last row's.
             execute_rows(cur.execute, _SQLITE_INSERT, rows, per_statement=500)
-            last = cur.lastrowid  # the last row's rowid (no statement more to ask for it)
-            ids = list(range(last - len(rows) + 1, last + 1))
     finally:
         cur.close()
-    for source, n in Counter(e.source for e in events).items():
-        metrics.EVENTS_INGESTED.labels(source).inc(n)
-    return ids
+    if count:
+        for source, n in Counter(e.source for e in events).items():
+            metrics.EVENTS_INGESTED.labels(source).inc(n)
+    return out
+
+
+def expand_batches(s: Session, limit: int) -> int | None:
+    """Turn the oldest stored batches (see :func:`store_batches`) into pending events rows, until
+    about ``limit`` events, in the session's transaction. Returns the first id of the batches still
+    waiting (the pipeline leaves events from that id on for later, so that every source's events
+    are processed in the order they were taken), or None when none is.
+
+    A batch the pipeline cannot read (a later release validating differently, say) is kept with
+    its ``error`` set and skipped, so it never holds up the rest; it is logged and counted."""
+    from opsdesk.alerts.api import parse_events
+
+    waiting = s.execute(
+        select(EventBatch.id, EventBatch.count)
+        .where(EventBatch.error.is_(None))
+        .order_by(EventBatch.id)
+        .limit(limit)
+    ).all()
+    chosen: list[int] = []
+    n = 0
+    for ident, size in waiting:
+        if n >= limit:
+            break
+        chosen.append(ident)
+        n += size
+    q = select(EventBatch).where(EventBatch.id.in_(chosen)).order_by(EventBatch.id)
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)  # (another pipeline process may have taken some)
+    taken: list[int] = []
+    events: list[NormalizedEvent] = []
+    ids: list[int] = []
+    times: list[datetime] = []
+    for b in s.scalars(q) if chosen else ():
+        taken.append(b.id)
+        try:
+            parsed, _batch = parse_events(b.body, count_rejects=False)
+            names = orjson.loads(b.names)
+            batch = normalized_events(parsed, names["services"], names["cis"])
+            mine = orjson.loads(b.ids) if b.ids else list(range(b.id, b.id + b.count))
+            if len(batch) != b.count or len(mine) != b.count:
+                raise ValueError(f"{len(batch)} events read, {b.count} stored")
+        except Exception as exc:
+            log.exception("stored batch %s could not be read; it is kept and skipped", b.id)
+            metrics.EVENT_BATCHES_UNREADABLE.inc()
+            b.error = f"{type(exc).__name__}: {exc}"[:2000]
+            taken.pop()
+            continue
+        events += batch
+        ids += mine
+        times += [b.received_at] * b.count
+    if taken:
+        _drop_stale_ids(s, events)
+        conn = s.connection()
+        insert_events(
+            conn.connection.driver_connection, conn.dialect, events, now=times, ids=ids, count=False
+        )
+        s.execute(delete(EventBatch).where(EventBatch.id.in_(taken)))
+    s.flush()
+    return s.scalar(select(func.min(EventBatch.id)).where(EventBatch.error.is_(None)))
+
+
+def pending_batched(s: Session) -> tuple[int, datetime | None]:
+    """Events stored in batches and not yet expanded, and when the oldest of them was received."""
+    n, oldest = s.execute(
+        select(func.coalesce(func.sum(EventBatch.count), 0), func.min(EventBatch.received_at)).where(
+            EventBatch.error.is_(None)
+        )
+    ).one()
+    return int(n), oldest
 
 
 def _drop_stale_ids(s: Session, events: list[NormalizedEvent]) -> None:
@@ -191,7 +409,8 @@ def _drop_stale_ids(s: Session, events: list[NormalizedEvent]) -> None:
 
 
 def pending_count(s: Session) -> int:
-    return processing.pending_count(s)
+    """Events stored and not yet processed: pending rows and events of batches not yet expanded."""
+    return processing.pending_count(s) + pending_batched(s)[0]
 
 
 def process_pending(
@@ -199,7 +418,8 @@ def process_pending(
 ) -> int:
     """Run up to ``limit`` pending events through rules, dedup, mute and correlation
     (:mod:`opsdesk.alerts.processing`)."""
-    return processing.process_pending(s, now=now, limit=limit, config=config)
+    before = expand_batches(s, limit)
+    return processing.process_pending(s, now=now, limit=limit, config=config, before=before)
 
 
 def resolve_for_incident(s: Session, incident_id: int, *, now: datetime) -> int:

@@ -19,6 +19,11 @@ EVENTS_LANE = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+EVENT_BATCHES_UNREADABLE = Counter(
+    "opsdesk_event_batches_unreadable_total",
+    "Stored event batches the pipeline could not read (kept, and skipped)",
+    registry=REGISTRY,
+)
 EVENTS_PROCESSED = Counter(
     "opsdesk_events_processed_total", "Events run through the alert pipeline", registry=REGISTRY
 )

@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from opsdesk.alerts import service as alerts
 from opsdesk.alerts.models import Event
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
@@ -36,6 +37,10 @@ class StateCollector(Collector):
             pending, oldest = s.execute(
                 select(func.count(), func.min(Event.received_at)).where(Event.processed_at.is_(None))
             ).one()
+            batched, oldest_batched = alerts.pending_batched(s)
+            pending += batched
+            if oldest is None or (oldest_batched is not None and oldest_batched < oldest):
+                oldest = oldest_batched
         g = GaugeMetricFamily("opsdesk_incidents", "Incidents by status", labels=["status"])
         for status in ("triggered", "acknowledged", "resolved"):
             g.add_metric([status], incidents.get(status, 0))

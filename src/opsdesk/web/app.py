@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
@@ -19,7 +20,7 @@ from opsdesk.alerts.api import router as alerts_router
 from opsdesk.alerts.fastpath import EventsEndpoint
 from opsdesk.alerts.hooks import hook_router
 from opsdesk.alerts.hooks import router as integrations_router
-from opsdesk.alerts.service import NormalizedEvent, insert_events, store_events
+from opsdesk.alerts.service import NormalizedEvent, RawEvents, store_events, write_events
 from opsdesk.ascode.api import router as ascode_router
 from opsdesk.audit.api import router as audit_router
 from opsdesk.auth.api import router as auth_router
@@ -104,10 +105,10 @@ def create_app(
         app.state.runtime = runtime
         app.state.metrics_store = runtime.store
         dialect = db.engine.dialect
-        writer: BatchWriter[NormalizedEvent, int] = BatchWriter(
+        writer: BatchWriter[NormalizedEvent | RawEvents, Any] = BatchWriter(
             db,
             lambda s, items: store_events(s, items, now=clock.now()),
-            driver_write=lambda dbapi, items: insert_events(dbapi, dialect, items, now=clock.now()),
+            driver_write=lambda dbapi, items: write_events(dbapi, dialect, items, now=clock.now()),
             on_commit=runtime.wake_pipeline,
         )
         app.state.event_writer = writer
