@@ -17,12 +17,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from opsdesk.alerts import service as alerts
+from opsdesk.alerts.fastpath import WHOLE_FROM
 from opsdesk.alerts.models import Alert, Event
 from opsdesk.core.db import Database
 from opsdesk.incidents.models import Incident
@@ -49,8 +51,18 @@ async def test_events_acknowledged_before_a_kill_9_survive_and_are_processed(ser
     def send(n: int) -> None:
         if killed.is_set():
             return
-        # 40 alerts, repeated: dedup and the open incident are exercised across the kill.
-        body = {"source": "load", "summary": f"event {n}", "service": "shop", "labels": {"n": str(n % 40)}}
+
+        # 40 alerts, repeated: dedup and the open incident are exercised across the kill. Every
+        # third request is a batch, stored whole (event_batches) and read by the pipeline later.
+        def one(i: int) -> dict[str, Any]:
+            return {
+                "source": "load",
+                "summary": f"event {i}",
+                "service": "shop",
+                "labels": {"n": str(i % 40)},
+            }
+
+        body: Any = [one(n * 100 + i) for i in range(WHOLE_FROM + 2)] if n % 3 == 0 else one(n)
         try:
             r = httpx.post(
                 f"{base}/api/v1/events", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=5

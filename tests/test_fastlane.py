@@ -18,7 +18,8 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from opsdesk.alerts.models import Event
+from opsdesk.alerts.fastpath import WHOLE_FROM
+from opsdesk.alerts.models import Event, EventBatch
 from opsdesk.cmdb import service as cmdb
 from opsdesk.cmdb.schemas import ServiceIn
 from opsdesk.core import metrics
@@ -146,6 +147,30 @@ async def test_a_cached_request_is_taken_by_the_lane_and_committed_before_its_20
         rows = {e.id: e for e in s.scalars(select(Event).where(Event.id.in_(answer["ids"])))}
     assert sorted(r.labels["instance"] for r in rows.values()) == ["db1", "db2"]
     assert all(r.service_id is not None and r.summary == "disk almost full" for r in rows.values())
+
+
+async def test_a_request_of_many_events_is_stored_whole_by_the_lane(server):
+    await warm(server, server.token())
+    taken = lane_count("lane")
+    before = server.stored()
+    events = [{**EVENT, "labels": {"instance": f"db{i}"}} for i in range(WHOLE_FROM)]
+    ((status, _headers, out),) = await server.raw(
+        server.request(json.dumps(events).encode(), server.token()), expect=1
+    )
+    assert status == "HTTP/1.1 202 Accepted"
+    assert lane_count("lane") == taken + 1
+    ids = json.loads(out)["ids"]
+    with server.app.state.db.session() as s:
+        (batch,) = s.scalars(select(EventBatch))
+        assert (batch.id, batch.count, batch.ids) == (ids[0], WHOLE_FROM, None)
+    assert ids == list(range(ids[0], ids[0] + WHOLE_FROM))
+    assert server.stored() == before + WHOLE_FROM  # committed when the 202 was written
+    expand_batches(server.app.state.db)
+    with server.app.state.db.session() as s:
+        labels = [
+            e.labels["instance"] for e in s.scalars(select(Event).where(Event.id.in_(ids)).order_by(Event.id))
+        ]
+    assert labels == [f"db{i}" for i in range(WHOLE_FROM)]
 
 
 async def test_pipelined_requests_are_answered_in_order(server):

@@ -12,10 +12,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -297,10 +297,15 @@ def insert_events(
             out = list(ids if ids is not None else reserve_event_ids(cur, dialect, len(events)))
             convert = driver_converter(dialect, Event.__table__.c.received_at.type)
             received = convert(now) if times is None else None
+            converted: dict[datetime, Any] = {}  # events of one batch share their time: converted once
+            if times is not None:
+                for t in times:
+                    if t not in converted:
+                        converted[t] = convert(t)
             rows = [
                 (
                     ident,
-                    received if times is None else convert(times[i]),
+                    received if times is None else converted[times[i]],
                     e.source,
                     fp,
                     e.status,
@@ -331,12 +336,9 @@ def expand_batches(s: Session, limit: int) -> int | None:
     its ``error`` set and skipped, so it never holds up the rest; it is logged and counted."""
     from opsdesk.alerts.api import parse_events
 
-    waiting = s.execute(
-        select(EventBatch.id, EventBatch.count)
-        .where(EventBatch.error.is_(None))
-        .order_by(EventBatch.id)
-        .limit(limit)
-    ).all()
+    table = cast(Table, EventBatch.__table__)
+    c = table.c
+    waiting = s.execute(select(c.id, c.count).where(c.error.is_(None)).order_by(c.id).limit(limit)).all()
     chosen: list[int] = []
     n = 0
     for ident, size in waiting:
@@ -344,40 +346,41 @@ def expand_batches(s: Session, limit: int) -> int | None:
             break
         chosen.append(ident)
         n += size
-    q = select(EventBatch).where(EventBatch.id.in_(chosen)).order_by(EventBatch.id)
+    if not chosen:
+        return None
+    q = select(c.id, c.count, c.ids, c.received_at, c.names, c.body).where(c.id.in_(chosen)).order_by(c.id)
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)  # (another pipeline process may have taken some)
     taken: list[int] = []
     events: list[NormalizedEvent] = []
     ids: list[int] = []
     times: list[datetime] = []
-    for b in s.scalars(q) if chosen else ():
-        taken.append(b.id)
+    for ident, count, listed, received_at, names, body in s.execute(q):
         try:
-            parsed, _batch = parse_events(b.body, count_rejects=False)
-            names = orjson.loads(b.names)
-            batch = normalized_events(parsed, names["services"], names["cis"])
-            mine = orjson.loads(b.ids) if b.ids else list(range(b.id, b.id + b.count))
-            if len(batch) != b.count or len(mine) != b.count:
-                raise ValueError(f"{len(batch)} events read, {b.count} stored")
+            parsed, _batch = parse_events(body, count_rejects=False)
+            known = orjson.loads(names)
+            batch = normalized_events(parsed, known["services"], known["cis"])
+            mine = orjson.loads(listed) if listed else range(ident, ident + count)
+            if len(batch) != count or len(mine) != count:
+                raise ValueError(f"{len(batch)} events read, {count} stored")
         except Exception as exc:
-            log.exception("stored batch %s could not be read; it is kept and skipped", b.id)
+            log.exception("stored batch %s could not be read; it is kept and skipped", ident)
             metrics.EVENT_BATCHES_UNREADABLE.inc()
-            b.error = f"{type(exc).__name__}: {exc}"[:2000]
-            taken.pop()
+            why = f"{type(exc).__name__}: {exc}"[:2000]
+            s.execute(update(table).where(c.id == ident).values(error=why))
             continue
+        taken.append(ident)
         events += batch
         ids += mine
-        times += [b.received_at] * b.count
+        times += [received_at] * count
     if taken:
         _drop_stale_ids(s, events)
         conn = s.connection()
         insert_events(
             conn.connection.driver_connection, conn.dialect, events, now=times, ids=ids, count=False
         )
-        s.execute(delete(EventBatch).where(EventBatch.id.in_(taken)))
-    s.flush()
-    return s.scalar(select(func.min(EventBatch.id)).where(EventBatch.error.is_(None)))
+        s.execute(delete(table).where(c.id.in_(taken)))
+    return s.scalar(select(func.min(c.id)).where(c.error.is_(None)))
 
 
 def pending_batched(s: Session) -> tuple[int, datetime | None]:

@@ -27,8 +27,15 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from opsdesk.alerts.fastpath import ACCEPTED_HEADERS, PATH, EventsEndpoint, accepted, bearer_and_length
-from opsdesk.alerts.service import RawEvents
+from opsdesk.alerts.fastpath import (
+    ACCEPTED_HEADERS,
+    PATH,
+    EventsEndpoint,
+    accepted,
+    bearer_and_length,
+    ids_of,
+)
+from opsdesk.alerts.service import NormalizedEvent, RawEvents
 from opsdesk.core import metrics
 from opsdesk.core.security import token_digest
 from opsdesk.runtime.writer import BatchWriter
@@ -154,7 +161,9 @@ class FastLaneProtocol(HttpToolsProtocol):
         body = b"".join(self.lane_body)
         self.lane_body = None
         lane = self.lane
-        writer: BatchWriter[RawEvents, list[int]] | None = getattr(self.lane_state, "event_writer", None)
+        writer: BatchWriter[NormalizedEvent | RawEvents, Any] | None = getattr(
+            self.lane_state, "event_writer", None
+        )
         try:
             events = (
                 lane.prepare(self.lane_token[1], body) if lane is not None and writer is not None else None
@@ -185,7 +194,7 @@ class FastLaneProtocol(HttpToolsProtocol):
             super().on_body(body)
         super().on_message_complete()
 
-    def _answer(self, cycle: _LaneCycle, fut: asyncio.Future[list[list[int]]]) -> None:
+    def _answer(self, cycle: _LaneCycle, fut: asyncio.Future[list[Any]]) -> None:
         failed = fut.cancelled() or fut.exception() is not None  # (the writer logged why)
         if cycle.disconnected or self.transport.is_closing():
             cycle.response_complete = True
@@ -194,7 +203,7 @@ class FastLaneProtocol(HttpToolsProtocol):
             status, out = 503, _FAILED
             head = b"content-type: application/problem+json\r\ncache-control: no-store\r\nretry-after: 1\r\n"
         else:
-            status, out, head = 202, accepted(fut.result()[0]), _HEAD  # the request's one item: its ids
+            status, out, head = 202, accepted(ids_of(fut.result())), _HEAD
         parts = [STATUS_LINE[status], _default_head(self.server_state.default_headers)]
         parts += [head, b"content-length: ", str(len(out)).encode(), b"\r\n"]
         if not cycle.keep_alive:
