@@ -417,11 +417,22 @@ def pending_count(s: Session) -> int:
 
 
 def process_pending(
-    s: Session, *, now: datetime, limit: int = 500, config: processing.PipelineConfig | None = None
+    s: Session,
+    *,
+    now: datetime,
+    limit: int = 500,
+    config: processing.PipelineConfig | None = None,
+    expand: bool = True,
 ) -> int:
     """Run up to ``limit`` pending events through rules, dedup, mute and correlation
-    (:mod:`opsdesk.alerts.processing`)."""
-    before = expand_batches(s, limit)
+    (:mod:`opsdesk.alerts.processing`), stored batches first turned into events rows
+    (:func:`expand_batches`) unless ``expand`` is false: the pipeline does that in a transaction
+    of its own first, so that on SQLite the ingestion writer does not wait for the write lock
+    while a step runs (the step takes it only for its writes at the end)."""
+    if expand:
+        before = expand_batches(s, limit)
+    else:
+        before = s.scalar(select(func.min(EventBatch.id)).where(EventBatch.error.is_(None)))
     return processing.process_pending(s, now=now, limit=limit, config=config, before=before)
 
 

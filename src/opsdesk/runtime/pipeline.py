@@ -49,8 +49,14 @@ class Pipeline:
         self._mutes: frozenset[tuple[object, ...]] | None = None  # mute_state at the last unmute pass
 
     def _step(self) -> int:
+        # Stored batches become events rows in a short transaction of their own (on SQLite it holds
+        # the write lock only for their inserts; the step holds it only for its writes at its end).
         with self.db.session() as s:
-            return alerts.process_pending(s, now=self.clock.now(), limit=self.batch, config=self.config)
+            alerts.expand_batches(s, self.batch)
+        with self.db.session() as s:
+            return alerts.process_pending(
+                s, now=self.clock.now(), limit=self.batch, config=self.config, expand=False
+            )
 
     def _unmute(self) -> int:
         with self.db.session() as s:
