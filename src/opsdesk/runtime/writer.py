@@ -31,11 +31,13 @@ R = TypeVar("R")
 _STOP = object()
 
 # How long the writer may wait for the senders of the last commit to come back before it commits
-# (see BatchWriter._gather). Measured with wrk, 32 connections of single events, web process's CPU
-# per request: SQLite 58 µs without waiting (groups of 12), 40, 39 and 40 µs with 1, 2 and 4 ms
-# (groups of 22, and as many answered per second); PostgreSQL 48 -> 35 µs at 2 ms, and 9,500 ->
-# 13,800 answered per second. One sender at a time: 2,200 answered per second either way.
-LINGER = 0.002
+# (see BatchWriter._gather). Measured on SQLite (synchronous=FULL), single-event requests from 32
+# connections, the web process's CPU per request: with wrk, 58 µs without waiting (12 requests per
+# commit), 39-40 µs with 1, 2 or 4 ms (22 per commit), as many answered per second; with the
+# bench's Python clients, which send about 5,700 a second (32 take 5-6 ms to come back), 74 µs at
+# 2 ms (16 per commit) and 56-57 µs at 5 or 10 ms (31-32 per commit), as many answered per second.
+# On PostgreSQL (wrk) 48 -> 35 µs at 2 ms. One sender at a time answered as many either way.
+LINGER = 0.005
 
 
 class BatchWriter(Generic[T, R]):
