@@ -59,14 +59,15 @@ class RawEvents:
 def normalized_events(
     events: list[EventIn], svc_ids: dict[Any, Any], ci_ids: dict[Any, Any]
 ) -> list[NormalizedEvent]:
-    """API events with their service and CI names given as ids (an unknown CI, None, is kept as
-    the ``ci`` label)."""
+    """API events with their service and CI names given as ids. A CI the CMDB does not know (None
+    or absent) is common, as monitoring sees more than is recorded: its name is kept as the ``ci``
+    label rather than refusing the event. Every service name must have its id."""
     out = []
     for e in events:
         labels = e.labels
         ci_id = None
         if e.ci:
-            ci_id = ci_ids[e.ci]
+            ci_id = ci_ids.get(e.ci)
             if ci_id is None and "ci" not in labels:
                 labels = {**labels, "ci": e.ci}
         out.append(
@@ -102,35 +103,11 @@ def normalize(s: Session, events: list[EventIn], *, batch: bool = False) -> list
     ids = cmdb.service_ids_by_name(s, names)
     ci_names = {e.ci for e in events if e.ci}
     ci_ids = cmdb.ci_ids_by_name(s, ci_names) if ci_names else {}
-    out = []
     for i, e in enumerate(events):
-        service_id = None
-        if e.service:
-            service_id = ids.get(e.service)
-            if service_id is None:
-                where = f"events[{i}].service" if batch else "service"
-                raise invalid(where, f"no service named {e.service!r}")
-        labels = dict(e.labels)
-        ci_id = None
-        if e.ci:
-            # A host the CMDB does not know is common (monitoring sees more than is recorded):
-            # the name is kept as the ``ci`` label rather than refusing the event.
-            ci_id = ci_ids.get(e.ci)
-            if ci_id is None:
-                labels.setdefault("ci", e.ci)
-        out.append(
-            NormalizedEvent(
-                source=e.source,
-                status=e.status.value,
-                severity=e.severity.value,
-                summary=e.summary,
-                fingerprint=e.fingerprint,
-                service_id=service_id,
-                ci_id=ci_id,
-                labels=labels,
-            )
-        )
-    return out
+        if e.service and e.service not in ids:
+            where = f"events[{i}].service" if batch else "service"
+            raise invalid(where, f"no service named {e.service!r}")
+    return normalized_events(events, ids, ci_ids)
 
 
 _INSERT_COLUMNS = "received_at, source, fingerprint, status, severity, summary, service_id, ci_id, labels"
@@ -171,14 +148,10 @@ def write_events(dbapi: Any, dialect: Dialect, items: list[Any], *, now: datetim
     raw = [i for i, item in enumerate(items) if isinstance(item, RawEvents)]
     if not raw:
         return insert_events(dbapi, dialect, items, now=now)
+    rows = [i for i, item in enumerate(items) if not isinstance(item, RawEvents)]
     out: list[Any] = [None] * len(items)
-    if len(raw) < len(items):
-        taken = set(raw)
-        rows = [i for i in range(len(items)) if i not in taken]
-        for i, ident in zip(
-            rows, insert_events(dbapi, dialect, [items[i] for i in rows], now=now), strict=True
-        ):
-            out[i] = ident
+    for i, ident in zip(rows, insert_events(dbapi, dialect, [items[i] for i in rows], now=now), strict=True):
+        out[i] = ident
     for i, ids in zip(raw, store_batches(dbapi, dialect, [items[i] for i in raw], now=now), strict=True):
         out[i] = ids
     return out
@@ -201,6 +174,8 @@ def store_batches(
     """Each request's events as one ``event_batches`` row, with their ids taken now; returns each
     one's ids. A few microseconds a request, whatever its size: the pipeline reads the events out
     of the body again when it processes them (:func:`expand_batches`; decision 0017)."""
+    pg = dialect.name == "postgresql"
+    received = now if pg else driver_value(dialect, EventBatch.__table__.c.received_at.type, now)
     cur = dbapi.cursor()
     try:
         ids = reserve_event_ids(cur, dialect, sum(b.count for b in batches))
@@ -210,26 +185,19 @@ def store_batches(
         for b in batches:
             mine = ids[pos : pos + b.count]
             pos += b.count
-            contiguous = isinstance(mine, range)
             out.append(list(mine))
             names = orjson.dumps({"services": b.services, "cis": b.cis}).decode()
-            listed = None if contiguous else orjson.dumps(mine).decode()
-            rows.append((mine[0], now, b.count, listed, names, b.body))
+            listed = None if isinstance(mine, range) else orjson.dumps(mine).decode()  # (contiguous)
+            rows.append((mine[0], received, b.count, listed, names, b.body))
             for source, n in b.sources.items():
                 metrics.EVENTS_INGESTED.labels(source).inc(n)
-        if dialect.name == "postgresql":
+        if pg:
             cur.executemany(
                 f"INSERT INTO event_batches ({_BATCH_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)", rows
             )
         else:
-            received = driver_value(dialect, EventBatch.__table__.c.received_at.type, now)
-            rows = [(r[0], received, *r[2:]) for r in rows]
-            execute_rows(
-                cur.execute,
-                f"INSERT INTO event_batches ({_BATCH_COLUMNS}) {{values}}",
-                rows,
-                per_statement=500,
-            )
+            sql = f"INSERT INTO event_batches ({_BATCH_COLUMNS}) {{values}}"
+            execute_rows(cur.execute, sql, rows, per_statement=500)
     finally:
         cur.close()
     return out
@@ -380,7 +348,12 @@ def expand_batches(s: Session, limit: int) -> int | None:
             conn.connection.driver_connection, conn.dialect, events, now=times, ids=ids, count=False
         )
         s.execute(delete(table).where(c.id.in_(taken)))
-    return s.scalar(select(func.min(c.id)).where(c.error.is_(None)))
+    return first_waiting_batch(s)
+
+
+def first_waiting_batch(s: Session) -> int | None:
+    """The id of the oldest stored batch still to be read (events from it on wait for it)."""
+    return s.scalar(select(func.min(EventBatch.id)).where(EventBatch.error.is_(None)))
 
 
 def pending_batched(s: Session) -> tuple[int, datetime | None]:
@@ -429,10 +402,7 @@ def process_pending(
     (:func:`expand_batches`) unless ``expand`` is false: the pipeline does that in a transaction
     of its own first, so that on SQLite the ingestion writer does not wait for the write lock
     while a step runs (the step takes it only for its writes at the end)."""
-    if expand:
-        before = expand_batches(s, limit)
-    else:
-        before = s.scalar(select(func.min(EventBatch.id)).where(EventBatch.error.is_(None)))
+    before = expand_batches(s, limit) if expand else first_waiting_batch(s)
     return processing.process_pending(s, now=now, limit=limit, config=config, before=before)
 
 
