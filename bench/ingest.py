@@ -122,11 +122,12 @@ async def post_all(
     return latencies
 
 
-# Sends each body of a file (one per line) exactly once, then stops wrk: wrk has no request count,
-# so a connection waits (delay) once every body is sent, and the answer to the last one interrupts
-# wrk's timer (SIGINT: wrk then reports as at the end of its duration). wrk calls request() once
-# more to check it, before any connection, so the bodies are counted in delay(), which it calls
-# before each request it sends. Answers are counted by status; done() prints the totals.
+# Sends each body of a file (one per line) exactly once: wrk has no request count, so a connection
+# waits (delay) once every body is sent, and the answer to the last one stops the thread and says
+# DONE on stdout; wrk_post then interrupts wrk's timer (SIGINT: wrk reports as at the end of its
+# duration). wrk calls request() once more to check it, before any connection, so the bodies are
+# counted in delay(), which it calls before each request it sends. Answers are counted by status;
+# done() prints the totals.
 WRK_LUA = """
 bodies, n, sent, ok, bad, hdrs, want, threads = {}, 0, 0, 0, 0, {}, 0, {}
 function setup(thread) table.insert(threads, thread) end
@@ -144,7 +145,7 @@ end
 function request() return wrk.format("POST", nil, hdrs, bodies[sent]) end
 function response(status, headers, body)
   if status == want then ok = ok + 1 else bad = bad + 1 end
-  if ok + bad == n then wrk.thread:stop(); io.popen("kill -INT $PPID"):close() end
+  if ok + bad == n then wrk.thread:stop(); io.write("DONE\\n"); io.stdout:flush() end
 end
 function done(summary, latency, requests)
   local o, b = 0, 0
@@ -164,7 +165,13 @@ def wrk_post(
         args = ["wrk", "-t1", f"-c{min(concurrency, len(bodies))}", "-d600s", "--timeout", "60s"]
         args += ["-s", f"{tmp}/post.lua", url, "--", f"{tmp}/bodies", str(ok)]
         args += [headers["Authorization"]] if "Authorization" in headers else []
-        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # nothing before DONE, unless wrk stops by itself
+                if line == "DONE\n":
+                    proc.send_signal(signal.SIGINT)
+                    break
+            out = proc.communicate()[0]
     found = re.search(r"^RESULT (\d+) (\d+) (\d+) (\d+)$", out, re.MULTILINE)
     if found is None:
         raise RuntimeError(f"wrk said: {out}")
