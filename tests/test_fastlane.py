@@ -192,6 +192,25 @@ async def test_pipelined_requests_are_answered_in_order(server):
     assert summaries == ["one", "two", "one"]
 
 
+async def test_after_a_lane_request_the_next_one_reaches_the_application_with_its_own_headers(server):
+    """The lane builds no ASGI scope for what it takes: a request after it on the same connection
+    gets its own path, query string and headers (the token decides who may read)."""
+    await warm(server, server.token())
+    taken = lane_count("lane")
+    event = server.request(json.dumps(EVENT).encode(), server.token())
+
+    def get(token: str | None, limit: str = "1") -> bytes:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        return f"GET /api/v1/alerts?limit={limit} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode()
+
+    viewer = server.token("viewer")
+    answers = await server.one_by_one(event, get(viewer), event, get(viewer, "x"), event, get(None), event)
+    assert [a[0].split(" ")[1] for a in answers] == ["202", "200", "202", "422", "202", "401", "202"]
+    assert lane_count("lane") == taken + 4
+    assert "accepted" not in json.loads(answers[1][2])  # the alerts API's answer
+    assert "limit" in answers[3][2].decode()  # the query string reached it
+
+
 @pytest.mark.parametrize(
     ("case", "status", "title"),
     [

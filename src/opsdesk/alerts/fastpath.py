@@ -51,6 +51,13 @@ class _TTLCache:
             return False, None
         return True, hit[1]
 
+    def value(self, key: Any, miss: Any) -> Any:
+        """The key's cached value, or ``miss`` when the cache has no answer."""
+        hit = self.data.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return miss
+        return hit[1]
+
     def put(self, key: Any, value: Any) -> None:
         if len(self.data) >= self.max_entries:
             self.data.clear()
@@ -138,11 +145,19 @@ class EventsEndpoint:
         return _raw(body, events, svc_ids, ci_ids)
 
     def _cached_ids(self, events: list[EventIn]) -> tuple[dict[Any, Any], dict[Any, Any]]:
-        """Service and CI ids by name from the caches, ``_MISS`` where the cache has no answer."""
-        return (
-            _resolve(self.services, {e.service for e in events if e.service}),
-            _resolve(self.cis, {e.ci for e in events if e.ci}),
-        )
+        """Service and CI ids by name from the caches, ``_MISS`` where the cache has no answer; each
+        name looked up once (one pass: a single event's request is the lane's commonest)."""
+        svc_ids: dict[Any, Any] = {}
+        ci_ids: dict[Any, Any] = {}
+        services, cis = self.services, self.cis
+        for e in events:
+            name = e.service
+            if name and name not in svc_ids:
+                svc_ids[name] = services.value(name, _MISS)
+            name = e.ci
+            if name and name not in ci_ids:
+                ci_ids[name] = cis.value(name, _MISS)
+        return svc_ids, ci_ids
 
     async def _normalize(self, state: Any, body: bytes, events: list[EventIn]) -> list[Any] | None:
         """Events with their names resolved from the caches; None when a name is unknown. Each
@@ -217,15 +232,6 @@ WHOLE_FROM = 10
 
 _MISS = object()
 _MAY_SEND = {role: role.at_least(Role.responder) for role in Role}  # who may post events
-
-
-def _resolve(cache: _TTLCache, names: set[str | None]) -> dict[Any, Any]:
-    """Each name's cached id (None: known not to exist), or ``_MISS`` when the cache has no answer."""
-    out: dict[Any, Any] = {}
-    for name in names:
-        hit, value = cache.get(name)
-        out[name] = value if hit else _MISS
-    return out
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:

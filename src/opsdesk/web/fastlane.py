@@ -120,12 +120,28 @@ class FastLaneProtocol(HttpToolsProtocol):
         # token with every request, and hashing it each time cost a few percent of a request.
         self.lane_token = ("", "")
 
+    def on_message_begin(self) -> None:
+        # uvicorn builds the request's ASGI scope here (two dicts, one a copy of the app state); the
+        # lane builds it only for a request it gives to the application (_scope_and_headers).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
+    def _scope_and_headers(self) -> None:
+        """uvicorn's ``on_message_begin`` for a request the lane does not take, keeping what the
+        parser gave since: then uvicorn's ``on_headers_complete``."""
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.headers, self.expect_100_continue = url, headers, expect
+        self.scope["headers"] = headers
+        super().on_headers_complete()
+
     def on_headers_complete(self) -> None:
         if self._lane_takes():
             self.lane_body = []
             return
         self.lane_body = None
-        super().on_headers_complete()
+        self._scope_and_headers()
 
     def _lane_takes(self) -> bool:
         lane = self.lane
@@ -189,7 +205,7 @@ class FastLaneProtocol(HttpToolsProtocol):
 
     def _hand_over(self, body: bytes) -> None:
         """Give the request to the application, as uvicorn would have from its headers on."""
-        super().on_headers_complete()
+        self._scope_and_headers()
         if body:
             super().on_body(body)
         super().on_message_complete()
