@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from opsdesk.alerts.models import Alert, Event, EventStatus, NoiseDaily
@@ -700,7 +700,3 @@ def unmute_expired(
     if corr is not None:
         corr.finish()
     return n
-
-
-def pending_count(s: Session) -> int:
-    return s.scalar(select(func.count()).select_from(Event).where(Event.processed_at.is_(None))) or 0

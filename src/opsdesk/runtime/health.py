@@ -14,7 +14,6 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from opsdesk.alerts import service as alerts
-from opsdesk.alerts.models import Event
 from opsdesk.core.clock import Clock
 from opsdesk.core.db import Database
 from opsdesk.incidents.models import Incident
@@ -34,13 +33,7 @@ class StateCollector(Collector):
             outbox = dict(
                 s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
             )
-            pending, oldest = s.execute(
-                select(func.count(), func.min(Event.received_at)).where(Event.processed_at.is_(None))
-            ).one()
-            batched, oldest_batched = alerts.pending_batched(s)
-            pending += batched
-            if oldest is None or (oldest_batched is not None and oldest_batched < oldest):
-                oldest = oldest_batched
+            pending, oldest = alerts.pending_events(s)
         g = GaugeMetricFamily("opsdesk_incidents", "Incidents by status", labels=["status"])
         for status in ("triggered", "acknowledged", "resolved"):
             g.add_metric([status], incidents.get(status, 0))
