@@ -123,26 +123,32 @@ async def post_all(
 
 
 # Sends each body of a file (one per line) exactly once: wrk has no request count, so a connection
-# waits (delay) once every body is sent, and the answer to the last one stops the thread and says
-# DONE on stdout; wrk_post then interrupts wrk's timer (SIGINT: wrk reports as at the end of its
-# duration). wrk calls request() once more to check it, before any connection, so the bodies are
-# counted in delay(), which it calls before each request it sends. Answers are counted by status;
-# done() prints the totals.
+# waits (delay) once every body is on its way, and the answer to the last one stops the thread and
+# says DONE on stdout; wrk_post then interrupts wrk's timer (SIGINT: wrk reports as at the end of
+# its duration). wrk calls delay() before each request it sends, and request() when the request is
+# written (other connections' delay() may come between); and request() once more before any
+# connection, to check it: that call takes bodies[0], a copy of the first. Answers are counted by
+# status; done() prints the totals.
 WRK_LUA = """
-bodies, n, sent, ok, bad, hdrs, want, threads = {}, 0, 0, 0, 0, {}, 0, {}
+bodies, n, due, taken, ok, bad, hdrs, want, threads = {}, 0, 0, 0, 0, 0, {}, 0, {}
 function setup(thread) table.insert(threads, thread) end
 function init(args)
   for line in io.lines(args[1]) do n = n + 1; bodies[n] = line end
+  bodies[0] = bodies[1]
   want = tonumber(args[2])
   hdrs["Content-Type"] = "application/json"
   if args[3] then hdrs["Authorization"] = args[3] end
 end
 function delay()
-  if sent >= n then return 3600000 end
-  sent = sent + 1
+  if due >= n then return 3600000 end
+  due = due + 1
   return 0
 end
-function request() return wrk.format("POST", nil, hdrs, bodies[sent]) end
+function request()
+  local body = bodies[taken]
+  taken = taken + 1
+  return wrk.format("POST", nil, hdrs, body)
+end
 function response(status, headers, body)
   if status == want then ok = ok + 1 else bad = bad + 1 end
   if ok + bad == n then wrk.thread:stop(); io.write("DONE\\n"); io.stdout:flush() end
