@@ -33,7 +33,7 @@ installed, ``apt-get install wrk``), C, one thread, sending each request body ex
 (aiohttp), whose clients take about as much CPU as the server they drive and share the machine's
 two cores with it, so they pace it (fewer requests arrive per wake-up of the server). The issue's
 reference figures for Alertmanager (18,000 single-alert requests a second on 1.7-1.9 cores) need
-a client like wrk; with the Python clients Alertmanager answers about 12,000 a second. The other
+a client like wrk; with the Python clients Alertmanager answered 7,700-12,000 a second here. The other
 phases use the Python clients either way.
 """
 

@@ -45,13 +45,7 @@ class _TTLCache:
         self.max_entries = max_entries
         self.data: dict[Any, tuple[float, Any]] = {}
 
-    def get(self, key: Any) -> tuple[bool, Any]:
-        hit = self.data.get(key)
-        if hit is None or hit[0] < time.monotonic():
-            return False, None
-        return True, hit[1]
-
-    def value(self, key: Any, miss: Any) -> Any:
+    def get(self, key: Any, miss: Any) -> Any:
         """The key's cached value, or ``miss`` when the cache has no answer."""
         hit = self.data.get(key)
         if hit is None or hit[0] < time.monotonic():
@@ -113,8 +107,8 @@ class EventsEndpoint:
 
     async def _allowed(self, state: Any, token: str) -> bool:
         digest = token_digest(token)
-        hit, role = self.tokens.get(digest)
-        if not hit:
+        role = self.tokens.get(digest, _MISS)
+        if role is _MISS:
 
             def lookup() -> Role | None:
                 from opsdesk.auth import service as auth
@@ -132,8 +126,8 @@ class EventsEndpoint:
         needs the database (a token or a name not cached) or is refused: it then goes the
         awaited way. The uvicorn protocol's lane (:mod:`opsdesk.web.fastlane`) calls this with
         the bearer token's :func:`~opsdesk.core.security.token_digest`."""
-        hit, role = self.tokens.get(digest)
-        if not hit or not _MAY_SEND.get(role, False):
+        role = self.tokens.get(digest, _MISS)
+        if role is _MISS or not _MAY_SEND.get(role, False):
             return None
         try:
             events, _batch = parse_events(body, count_rejects=False)
@@ -153,10 +147,10 @@ class EventsEndpoint:
         for e in events:
             name = e.service
             if name and name not in svc_ids:
-                svc_ids[name] = services.value(name, _MISS)
+                svc_ids[name] = services.get(name, _MISS)
             name = e.ci
             if name and name not in ci_ids:
-                ci_ids[name] = cis.value(name, _MISS)
+                ci_ids[name] = cis.get(name, _MISS)
         return svc_ids, ci_ids
 
     async def _normalize(self, state: Any, body: bytes, events: list[EventIn]) -> list[Any] | None:

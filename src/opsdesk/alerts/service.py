@@ -360,14 +360,14 @@ def pending_events(s: Session) -> tuple[int, datetime | None]:
     """Events stored and not yet processed (pending rows and the events of batches not yet
     expanded), and when the oldest of them was received. One statement, so one snapshot: counted
     in two, on PostgreSQL a batch expanded between them was in neither count."""
-    rows = select(Event).where(Event.processed_at.is_(None)).subquery()
-    batches = select(EventBatch).where(EventBatch.error.is_(None)).subquery()
+    pending = Event.processed_at.is_(None)
+    waiting = EventBatch.error.is_(None)
     n_rows, oldest_row, n_batched, oldest_batch = s.execute(
         select(
-            select(func.count()).select_from(rows).scalar_subquery(),
-            select(func.min(rows.c.received_at)).scalar_subquery(),
-            select(func.coalesce(func.sum(batches.c.count), 0)).scalar_subquery(),
-            select(func.min(batches.c.received_at)).scalar_subquery(),
+            select(func.count(Event.id)).where(pending).scalar_subquery(),
+            select(func.min(Event.received_at)).where(pending).scalar_subquery(),
+            select(func.coalesce(func.sum(EventBatch.count), 0)).where(waiting).scalar_subquery(),
+            select(func.min(EventBatch.received_at)).where(waiting).scalar_subquery(),
         )
     ).one()
     oldests = [t for t in (oldest_row, oldest_batch) if t is not None]
